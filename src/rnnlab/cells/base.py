@@ -1,0 +1,186 @@
+"""The cell contract shared by every recurrent cell.
+
+Shape legend: B batch, T time, D input features, H hidden units, G gate pre-activations
+(``num_gates * H``).
+
+A cell is a frozen dataclass of hyperparameters with pure methods over a params pytree:
+
+* ``init(key, input_size) -> params``
+* ``project(params, x_BxTxD) -> xp_BxTxG``: the input-to-gates product for all steps at once,
+  computed outside the scan (one large matmul, parallel over time).
+* ``step(params, carry, xp_BxG) -> (carry, h_BxH)``: one time step, the only part run inside
+  ``jax.lax.scan`` by :mod:`rnnlab.recurrent`.
+* ``initial_carry(params, batch_size) -> carry``: zeros; a learned initial carry is owned by
+  the driver.
+* ``param_count(input_size) -> int``: the closed-form count, checked against ``init``.
+
+Cells know nothing of time, sequence lengths, direction or unrolling.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Params = dict[str, jax.Array]
+
+
+class LSTMCarry(NamedTuple):
+    """Carry of the LSTM family: hidden state ``h_BxH`` and cell state ``c_BxH``."""
+
+    h: jax.Array
+    c: jax.Array
+
+
+class HiddenCarry(NamedTuple):
+    """Carry of cells whose only state is the hidden state ``h_BxH`` (GRU, vanilla RNN)."""
+
+    h: jax.Array
+
+
+INITIALIZERS: dict[str, Callable[..., Any]] = {
+    "glorot_uniform": jax.nn.initializers.glorot_uniform(),
+    "glorot_normal": jax.nn.initializers.glorot_normal(),
+    "lecun_normal": jax.nn.initializers.lecun_normal(),
+    "he_normal": jax.nn.initializers.he_normal(),
+    "orthogonal": jax.nn.initializers.orthogonal(),
+    "identity": lambda key, shape, dtype: jnp.eye(shape[0], shape[1], dtype=dtype),
+    "zeros": jax.nn.initializers.zeros,
+}
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+    "sigmoid": jax.nn.sigmoid,
+    "hard_sigmoid": jax.nn.hard_sigmoid,
+    "linear": lambda x: x,
+}
+
+DTYPES = {"float32": jnp.float32, "float64": jnp.float64, "bfloat16": jnp.bfloat16,
+          "float16": jnp.float16}
+
+
+def _lookup(table: dict, kind: str, name: str, field: str):
+    if name not in table:
+        raise ValueError(f"{field}={name!r} is not a known {kind}; accepted: {sorted(table)}")
+    return table[name]
+
+
+def initializer(name: str, field: str = "initializer"):
+    return _lookup(INITIALIZERS, "initializer", name, field)
+
+
+def activation(name: str, field: str = "activation"):
+    return _lookup(ACTIVATIONS, "activation", name, field)
+
+
+def dtype_of(name: str, field: str = "dtype"):
+    return _lookup(DTYPES, "dtype", name, field)
+
+
+def init_blocks(init_name: str, key: jax.Array, rows: int, hidden: int, blocks: int, dtype,
+                field: str) -> jax.Array:
+    """A ``[rows, blocks*hidden]`` matrix initialised one ``[rows, hidden]`` gate block at a
+    time, so each gate's recurrent block is itself orthogonal (as in Flax and PyTorch-style
+    per-gate init; Keras initialises the fused matrix at once)."""
+    init = initializer(init_name, field)
+    keys = jax.random.split(key, blocks)
+    return jnp.concatenate([init(k, (rows, hidden), dtype) for k in keys], axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """Base class of all cells. Subclasses set ``gates`` and ``carry_type`` and implement
+    ``init``, ``project``, ``step`` and ``param_count``.
+
+    Attributes:
+      hidden_size: number of hidden units H (> 0).
+      kernel_init: initializer of the input kernel ``[D, G]``.
+      recurrent_init: initializer of each ``[H, H]`` block of the recurrent kernel.
+      bias_init: initializer of the biases.
+      dtype: computation dtype.
+      param_dtype: parameter dtype.
+    """
+
+    hidden_size: int = 128
+    kernel_init: str = "glorot_uniform"
+    recurrent_init: str = "orthogonal"
+    bias_init: str = "zeros"
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+
+    gates: ClassVar[tuple[str, ...]] = ()
+    carry_type: ClassVar[type] = HiddenCarry
+
+    def __post_init__(self):
+        if not isinstance(self.hidden_size, int) or self.hidden_size <= 0:
+            raise ValueError(f"hidden_size must be a positive int; got {self.hidden_size!r}")
+        initializer(self.kernel_init, "kernel_init")
+        initializer(self.recurrent_init, "recurrent_init")
+        initializer(self.bias_init, "bias_init")
+        dtype_of(self.dtype, "dtype")
+        dtype_of(self.param_dtype, "param_dtype")
+
+    # ---- contract -------------------------------------------------------------------------
+    @property
+    def num_gates(self) -> int:
+        return len(self.gates)
+
+    @property
+    def gate_size(self) -> int:
+        """G, the width of ``project``'s output."""
+        return self.num_gates * self.hidden_size
+
+    def init(self, key: jax.Array, input_size: int) -> Params:
+        raise NotImplementedError
+
+    def project(self, params: Params, x_BxTxD: jax.Array) -> jax.Array:
+        """Input-to-gates product for all steps: ``x W + b``, ``[B, T, G]``."""
+        self.check_input(params, x_BxTxD)
+        dt = dtype_of(self.dtype)
+        return jnp.einsum("btd,dg->btg", x_BxTxD.astype(dt), params["kernel"].astype(dt)) + \
+            params["bias"].astype(dt)
+
+    def step(self, params: Params, carry, xp_BxG: jax.Array):
+        raise NotImplementedError
+
+    def initial_carry(self, params: Params | None, batch_size: int):
+        """Zeros of the carry type, ``[B, H]`` per field."""
+        zeros = jnp.zeros((batch_size, self.hidden_size), dtype_of(self.dtype))
+        return self.carry_type(*([zeros] * len(self.carry_type._fields)))
+
+    def param_count(self, input_size: int) -> int:
+        raise NotImplementedError
+
+    # ---- shared helpers -------------------------------------------------------------------
+    def check_input(self, params: Params, x_BxTxD: jax.Array) -> None:
+        if x_BxTxD.ndim != 3:
+            raise ValueError(f"x must be [B, T, D]; got shape {x_BxTxD.shape}")
+        d = params["kernel"].shape[0]
+        if x_BxTxD.shape[-1] != d:
+            raise ValueError(
+                f"x has {x_BxTxD.shape[-1]} features (shape {x_BxTxD.shape}) but the cell "
+                f"was initialised for input_size={d}")
+
+    def _cast(self, params: Params) -> Params:
+        dt = dtype_of(self.dtype)
+        return {k: v.astype(dt) for k, v in params.items()}
+
+    def _dense_params(self, key: jax.Array, input_size: int) -> Params:
+        """``kernel [D, G]``, ``recurrent_kernel [H, G]`` and ``bias [G]``, gate blocks in
+        ``self.gates`` order. The input kernel is initialised as one fused matrix (Keras'
+        convention); the recurrent kernel one ``[H, H]`` block per gate, so that each gate's
+        block is orthogonal."""
+        if not isinstance(input_size, int) or input_size <= 0:
+            raise ValueError(f"input_size must be a positive int; got {input_size!r}")
+        k_in, k_rec, k_b = jax.random.split(key, 3)
+        pdt = dtype_of(self.param_dtype)
+        H, n = self.hidden_size, self.num_gates
+        return {
+            "kernel": initializer(self.kernel_init, "kernel_init")(k_in, (input_size, n * H), pdt),
+            "recurrent_kernel": init_blocks(self.recurrent_init, k_rec, H, H, n, pdt,
+                                            "recurrent_init"),
+            "bias": initializer(self.bias_init, "bias_init")(k_b, (n * H,), pdt),
+        }

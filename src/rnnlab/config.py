@@ -1,0 +1,146 @@
+"""Typed config schemas, registered in Hydra's ConfigStore.
+
+Every group (``cell``, ``task``, ``model``, ``optim``, ``train``, ``logger``) has a dataclass
+schema, so a misspelt key or a value of the wrong type fails when the config is composed,
+with Hydra's message naming the key. Cell and task schemas are generated from the registries
+(one schema per registered cell or task), so a new cell needs no change here.
+
+:func:`compose` builds the same config the command line would, for notebooks and tests.
+"""
+
+import dataclasses
+import importlib.resources
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from rnnlab.cells import CELLS, cell_schema
+from rnnlab.tasks import TASKS, task_schema
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    num_layers: int = 1  # stacked recurrent layers (>= 1)
+    hidden_sizes: list[int] | None = None  # per-layer widths; null: cell.hidden_size each
+    param_budget: int | None = None  # size hidden widths to about this many parameters
+    bidirectional: bool = False  # add a reversed layer beside each layer
+    merge: str = "concat"  # concat | sum: how the two directions combine
+    dropout: float = 0.0  # rate between recurrent layers and before the head, in [0, 1)
+    head_sizes: list[int] = dataclasses.field(default_factory=list)  # dense layers before output
+    head_activation: str = "relu"  # activation of the head_sizes layers
+    learn_initial_carry: bool = False  # learn the initial carry instead of zeros
+    unroll: int = 1  # scan unroll factor (>= 1)
+    remat: bool = False  # recompute steps in the backward pass to save memory
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    name: str = "adam"  # adam | adamw | rmsprop | sgd
+    learning_rate: float = 1e-3  # peak learning rate
+    schedule: str = "constant"  # constant | cosine | linear | warmup_cosine
+    warmup_steps: int = 0  # linear warm-up steps (warmup_cosine)
+    final_lr_fraction: float = 0.0  # end learning rate as a fraction of the peak (decays)
+    grad_clip: float | None = 1.0  # clip the global gradient norm to this; null: no clipping
+    weight_decay: float = 0.0  # decoupled weight decay (adamw)
+    momentum: float = 0.0  # momentum (sgd, rmsprop)
+    decay: float = 0.9  # rmsprop's squared-gradient decay (Keras rho)
+    eps: float = 1e-7  # rmsprop/adam epsilon (Keras default 1e-7)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    steps: int = 1500  # optimizer updates per seed
+    batch_size: int = 64  # sequences per update
+    num_seeds: int = 3  # seeds trained together in one jitted, vmapped program
+    seed: int = 0  # first seed; seeds are seed, seed+1, ...
+    log_every: int = 100  # steps per compiled chunk; metrics and evaluation between chunks
+    eval_batch_size: int = 512  # held-out sequences per evaluation
+    early_stopping_patience: int | None = None  # evaluations without val improvement; null: off
+
+
+@dataclasses.dataclass
+class GradientsConfig:
+    enabled: bool = True  # log ||dL/dh_t|| through time
+    every: int = 500  # steps between measurements (a multiple of train.log_every); 0: init only
+    batch_size: int = 64  # sequences per measurement
+
+
+@dataclasses.dataclass
+class WandbConfig:
+    mode: str = "offline"  # offline | online | disabled
+    project: str = "rnnlab"  # W&B project
+    entity: str | None = None  # W&B entity (team or user); null: the default
+    group: str | None = None  # W&B group; null: the sweep folder's name
+    tags: list[str] = dataclasses.field(default_factory=list)  # extra W&B tags
+
+
+@dataclasses.dataclass
+class LoggerConfig:
+    progress: bool = True  # show a progress bar
+    plots: bool = True  # write learning-curve and gradient plots into the run folder
+    wandb: WandbConfig = dataclasses.field(default_factory=WandbConfig)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    cell: Any = MISSING
+    task: Any = MISSING
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    gradients: GradientsConfig = dataclasses.field(default_factory=GradientsConfig)
+    logger: LoggerConfig = dataclasses.field(default_factory=LoggerConfig)
+
+
+def config_dir() -> Path:
+    """The shipped config tree (``conf/`` in a checkout, ``rnnlab/conf`` when installed)."""
+    try:
+        path = Path(str(importlib.resources.files("rnnlab.conf")))
+        if (path / "config.yaml").exists():
+            return path
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parents[2] / "conf"
+
+
+def experiments_dir() -> Path | None:
+    """Experiment presets: ``experiments/NAME/config.yaml``."""
+    try:
+        path = Path(str(importlib.resources.files("rnnlab.experiments")))
+        if path.is_dir():
+            return path
+    except ModuleNotFoundError:
+        pass
+    path = Path(__file__).resolve().parents[2] / "experiments"
+    return path if path.is_dir() else None
+
+
+def register_configs() -> None:
+    """Stores the schemas (and the experiment presets) in Hydra's ConfigStore."""
+    cs = ConfigStore.instance()
+    cs.store(name="rnnlab_schema", node=RunConfig)
+    for name in CELLS:
+        cs.store(group="schema/cell", name=name, node=cell_schema(name))
+    for name in TASKS:
+        cs.store(group="schema/task", name=name, node=task_schema(name))
+    cs.store(group="schema/model", name="model", node=ModelConfig)
+    cs.store(group="schema/optim", name="optim", node=OptimConfig)
+    cs.store(group="schema/train", name="train", node=TrainConfig)
+    cs.store(group="schema/logger", name="logger", node=LoggerConfig)
+    exp = experiments_dir()
+    if exp is not None:
+        for preset in sorted(exp.glob("*/config.yaml")):
+            node = OmegaConf.load(preset)
+            cs.store(group="experiment", name=preset.parent.name, node=node, package="_global_")
+
+
+def compose(overrides: list[str] | None = None) -> DictConfig:
+    """The run config for these command-line overrides, e.g. ``["cell=gru"]``."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides or []))

@@ -1,0 +1,207 @@
+"""The only place that runs over time.
+
+Shape legend: B batch, T time, D input features, H hidden units, G gate pre-activations.
+
+``scan_driver`` runs a cell's pure ``step`` with ``jax.lax.scan`` over the input projection
+``xp_BxTxG`` that the cell computed for all steps outside the loop; ``loop_driver`` is a plain
+Python loop with the same signature, kept as the reference the tests check the scan against.
+The :class:`Recurrent` Flax module owns a cell's parameters and calls the scan driver;
+:class:`RecurrentStack` composes layers (stacking, bidirectional, dropout between layers).
+
+Sequence lengths: steps ``t >= seq_lengths[b]`` are padding; they leave the carry unchanged and
+emit zeros, so a padded batch gives the same outputs and final carries as the unpadded
+sequences, in both directions (a reversed scan first passes the padding, keeping the initial
+carry, then runs the valid steps from last to first).
+
+Gradient probe: when the ``probes`` collection is passed (see :mod:`rnnlab.gradients`), a zero
+tensor ``eps_t`` is added to the carry after every step. The gradient of the loss with respect
+to ``eps_t`` is the total derivative ``dL/d carry_t`` (``dL/dh_t``, and ``dL/dc_t`` for the LSTM
+family), computed in the same backward pass as the parameter gradients. Padded steps ignore
+their ``eps_t``, so it gets zero gradient. Without the collection nothing is added.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from rnnlab.cells.base import Cell
+
+PROBES = "probes"  # the Flax collection holding the gradient probes
+PROBE_NAME = "carry"
+MERGES = ("concat", "sum")
+
+StepFn = Callable[[Any, Any, jax.Array], tuple[Any, jax.Array]]
+
+
+def _mask_TxB(seq_lengths_B: jax.Array | None, T: int, B: int) -> jax.Array | None:
+    if seq_lengths_B is None:
+        return None
+    seq_lengths_B = jnp.asarray(seq_lengths_B)
+    if seq_lengths_B.shape != (B,):
+        raise ValueError(f"seq_lengths must have shape [B]=({B},); got {seq_lengths_B.shape}")
+    return jnp.arange(T)[:, None] < seq_lengths_B[None, :]
+
+
+def _masked_step(step: StepFn, params, carry, xp_BxG, mask_B, eps):
+    new_carry, h_BxH = step(params, carry, xp_BxG)
+    if eps is not None:
+        new_carry = jax.tree.map(jnp.add, new_carry, eps)
+        h_BxH = h_BxH + eps.h
+    if mask_B is not None:
+        keep = mask_B[:, None]
+        new_carry = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_carry, carry)
+        h_BxH = jnp.where(keep, h_BxH, jnp.zeros_like(h_BxH))
+    return new_carry, h_BxH
+
+
+def scan_driver(step: StepFn, params, xp_BxTxG: jax.Array, carry, seq_lengths_B=None, *,
+                reverse: bool = False, unroll: int = 1, remat: bool = False, probe=None):
+    """Runs ``step`` over time with ``jax.lax.scan``.
+
+    Args:
+      step: a cell's pure step ``(params, carry, xp_BxG) -> (carry, h_BxH)``.
+      params: the cell's parameters.
+      xp_BxTxG: the input projection for all steps.
+      carry: initial carry, a NamedTuple of ``[B, H]`` arrays with an ``h`` field.
+      seq_lengths_B: optional int ``[B]`` valid lengths; later steps are padding.
+      reverse: run from the last step to the first (outputs stay aligned with inputs).
+      unroll: steps unrolled per scan iteration.
+      remat: recompute each step in the backward pass instead of storing its activations.
+      probe: optional carry-shaped tree of ``[T, B, H]`` zeros (the gradient probe).
+
+    Returns:
+      ``(y_BxTxH, final_carry)``.
+    """
+    B, T = xp_BxTxG.shape[:2]
+    mask_TxB = _mask_TxB(seq_lengths_B, T, B)
+
+    def body(c, inputs):
+        xp_BxG, mask_B, eps = inputs
+        return _masked_step(step, params, c, xp_BxG, mask_B, eps)
+
+    if remat:
+        body = jax.checkpoint(body)
+    xs = (jnp.swapaxes(xp_BxTxG, 0, 1), mask_TxB, probe)
+    carry, y_TxBxH = jax.lax.scan(body, carry, xs, reverse=reverse, unroll=unroll)
+    return jnp.swapaxes(y_TxBxH, 0, 1), carry
+
+
+def loop_driver(step: StepFn, params, xp_BxTxG: jax.Array, carry, seq_lengths_B=None, *,
+                reverse: bool = False, unroll: int = 1, remat: bool = False, probe=None):
+    """A plain Python loop with ``scan_driver``'s signature; the tests' reference.
+
+    ``unroll`` and ``remat`` change how the scan is compiled, not what it computes, so the
+    loop accepts and ignores them."""
+    del unroll, remat
+    B, T = xp_BxTxG.shape[:2]
+    mask_TxB = _mask_TxB(seq_lengths_B, T, B)
+    order = range(T - 1, -1, -1) if reverse else range(T)
+    ys = [None] * T
+    for t in order:
+        mask_B = None if mask_TxB is None else mask_TxB[t]
+        eps = None if probe is None else jax.tree.map(lambda p, t=t: p[t], probe)
+        carry, ys[t] = _masked_step(step, params, carry, xp_BxTxG[:, t], mask_B, eps)
+    return jnp.stack(ys, axis=1), carry
+
+
+class Recurrent(nn.Module):
+    """One recurrent layer: a cell's parameters (``params["cell"]``) run over time.
+
+    Attributes:
+      cell: any registered :class:`~rnnlab.cells.base.Cell`.
+      reverse: process the sequence from the end (outputs aligned with inputs).
+      unroll: scan unroll factor.
+      remat: rematerialise each step in the backward pass (saves memory on long sequences).
+      learn_initial_carry: learn the initial carry (one ``[H]`` vector per carry field,
+        zeros at init, broadcast over the batch) instead of using zeros.
+    """
+
+    cell: Cell
+    reverse: bool = False
+    unroll: int = 1
+    remat: bool = False
+    learn_initial_carry: bool = False
+
+    @nn.compact
+    def __call__(self, x_BxTxD: jax.Array, seq_lengths_B: jax.Array | None = None,
+                 initial_carry=None):
+        """Returns ``(y_BxTxH, final_carry)``. ``x_BxTxD`` is batch-major."""
+        if x_BxTxD.ndim != 3:
+            raise ValueError(f"Recurrent expects x of shape [B, T, D]; got {x_BxTxD.shape}")
+        B, T, D = x_BxTxD.shape
+        params = self.param("cell", self.cell.init, D)
+        carry = initial_carry
+        if carry is None:
+            carry = self.cell.initial_carry(params, B)
+            if self.learn_initial_carry:
+                init_fields = self.param(
+                    "initial_carry",
+                    lambda key: {k: v[0] for k, v in
+                                 self.cell.initial_carry(None, 1)._asdict().items()})
+                carry = type(carry)(*(jnp.broadcast_to(init_fields[k], v.shape).astype(v.dtype)
+                                      for k, v in carry._asdict().items()))
+        probe = None
+        if self.has_variable(PROBES, PROBE_NAME) or (
+                self.is_mutable_collection(PROBES) and not self.is_initializing()):
+            zeros = jax.tree.map(lambda z: jnp.zeros((T, *z.shape), z.dtype), carry)
+            probe = self.variable(PROBES, PROBE_NAME, lambda: zeros).value
+        xp_BxTxG = self.cell.project(params, x_BxTxD)
+        return scan_driver(self.cell.step, params, xp_BxTxG, carry, seq_lengths_B,
+                           reverse=self.reverse, unroll=self.unroll, remat=self.remat,
+                           probe=probe)
+
+
+def merge_directions(forward: jax.Array, backward: jax.Array, merge: str) -> jax.Array:
+    if merge == "concat":
+        return jnp.concatenate([forward, backward], axis=-1)
+    if merge == "sum":
+        return forward + backward
+    raise ValueError(f"merge={merge!r} is not accepted; use one of {MERGES}")
+
+
+class RecurrentStack(nn.Module):
+    """Stacked (optionally bidirectional) recurrent layers, dropout between layers.
+
+    Layer ``i`` is the submodule ``layer_i`` (and ``layer_i_reverse`` when bidirectional).
+
+    Attributes:
+      cells: one cell per layer (widths may differ).
+      bidirectional: add a reversed layer beside each layer and merge their outputs.
+      merge: ``concat`` or ``sum`` of the two directions.
+      dropout: dropout rate on the inputs of layers 2..L.
+    """
+
+    cells: Sequence[Cell]
+    bidirectional: bool = False
+    merge: str = "concat"
+    dropout: float = 0.0
+    unroll: int = 1
+    remat: bool = False
+    learn_initial_carry: bool = False
+
+    @nn.compact
+    def __call__(self, x_BxTxD, seq_lengths_B=None, *, deterministic: bool = True):
+        """Returns ``(y_BxTxH', final_carries)``: ``H'`` is the last width (doubled with
+        ``concat``); ``final_carries[i]`` is a carry, or ``(forward, backward)`` carries."""
+        if self.merge not in MERGES:
+            raise ValueError(f"merge={self.merge!r} is not accepted; use one of {MERGES}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
+        opts = dict(unroll=self.unroll, remat=self.remat,
+                    learn_initial_carry=self.learn_initial_carry)
+        carries = []
+        for i, cell in enumerate(self.cells):
+            if i > 0 and self.dropout > 0:
+                x_BxTxD = nn.Dropout(self.dropout)(x_BxTxD, deterministic=deterministic)
+            y, carry = Recurrent(cell, name=f"layer_{i}", **opts)(x_BxTxD, seq_lengths_B)
+            if self.bidirectional:
+                y_rev, carry_rev = Recurrent(cell, reverse=True, name=f"layer_{i}_reverse",
+                                             **opts)(x_BxTxD, seq_lengths_B)
+                y = merge_directions(y, y_rev, self.merge)
+                carry = (carry, carry_rev)
+            carries.append(carry)
+            x_BxTxD = y
+        return x_BxTxD, tuple(carries)

@@ -1,0 +1,127 @@
+"""The task contract and registry.
+
+A task is a frozen dataclass of its sizes with pure, jittable methods:
+
+* ``sample(key, batch_size) -> Batch``: a training batch, generated on the device.
+* ``eval_batch(key) -> Batch``: the held-out evaluation batch (fresh sequences for synthetic
+  tasks; the validation or test windows for data sets).
+* ``loss(out, batch) -> scalar`` and ``metrics(out, batch) -> dict`` of scalars.
+* ``baselines() -> dict[str, float]``: analytic baselines logged beside the model's numbers,
+  keyed like the metric they compare with (``loss`` for the memoryless cross-entropy, ...).
+* ``solved(metrics) -> bool``: the task's "solved" criterion.
+
+Class attributes say how the model reads the task: ``readout`` (``every`` step or the
+``last``), ``vocab_size`` (token inputs) or ``input_size`` (real inputs) and ``output_size``.
+"""
+
+import dataclasses
+import typing
+from typing import Any, ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+TASKS: dict[str, type] = {}
+
+
+class Batch(NamedTuple):
+    """One batch. ``x`` is int ``[B, T]`` tokens or float ``[B, T, D]``; ``y`` the targets;
+    ``weight`` the loss weight of each target (same leading shape as ``y``'s labels);
+    ``seq_lengths`` optional int ``[B]``."""
+
+    x: jax.Array
+    y: jax.Array
+    weight: jax.Array
+    seq_lengths: jax.Array | None = None
+
+
+def register_task(name: str):
+    def wrap(cls):
+        if name in TASKS and TASKS[name] is not cls:
+            raise ValueError(f"task name {name!r} is already registered to {TASKS[name]}")
+        TASKS[name] = cls
+        cls.registered_name = name
+        return cls
+
+    return wrap
+
+
+def get_task_class(name: str) -> type:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; registered tasks: {sorted(TASKS)}")
+    return TASKS[name]
+
+
+def make_task(name: str, **options):
+    cls = get_task_class(name)
+    accepted = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise TypeError(f"task {name!r} has no option(s) {unknown}; accepted: {sorted(accepted)}")
+    return cls(**options)
+
+
+def task_schema(name: str) -> type:
+    """Config dataclass for Hydra's ConfigStore: ``name`` plus the task's fields."""
+    cls = get_task_class(name)
+    hints = typing.get_type_hints(cls)
+    fields: list[Any] = [("name", str, dataclasses.field(default=name))]
+    for f in dataclasses.fields(cls):
+        default = (dataclasses.field(default_factory=f.default_factory)
+                   if f.default is dataclasses.MISSING else dataclasses.field(default=f.default))
+        fields.append((f.name, hints[f.name], default))
+    return dataclasses.make_dataclass(f"{cls.__name__}Config", fields)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """Base class; see the module docstring."""
+
+    readout: ClassVar[str] = "every"
+    vocab_size: ClassVar[int | None] = None
+    input_size: ClassVar[int | None] = None
+    output_size: ClassVar[int] = 1
+    eval_batch_size: ClassVar[int] = 512
+
+    @property
+    def sequence_length(self) -> int:
+        raise NotImplementedError
+
+    def sample(self, key: jax.Array, batch_size: int) -> Batch:
+        raise NotImplementedError
+
+    def eval_batch(self, key: jax.Array) -> Batch:
+        return self.sample(key, self.eval_batch_size)
+
+    def loss(self, out, batch: Batch) -> jax.Array:
+        raise NotImplementedError
+
+    def metrics(self, out, batch: Batch) -> dict[str, jax.Array]:
+        return {"loss": self.loss(out, batch)}
+
+    def baselines(self) -> dict[str, float]:
+        return {}
+
+    def solved(self, metrics: dict[str, float]) -> bool:
+        return False
+
+    def describe(self) -> dict[str, Any]:
+        """Static facts logged with every run."""
+        return {"task": self.registered_name, "sequence_length": self.sequence_length,
+                **{f"baseline/{k}": v for k, v in self.baselines().items()}}
+
+
+def weighted_mean(values, weight):
+    return jnp.sum(values * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+
+
+def cross_entropy(logits_BxTxC, labels_BxT, weight_BxT):
+    """Mean cross-entropy in nats over the weighted positions."""
+    logp = jax.nn.log_softmax(logits_BxTxC.astype(jnp.float32), axis=-1)
+    nll = -jnp.take_along_axis(logp, labels_BxT[..., None], axis=-1)[..., 0]
+    return weighted_mean(nll, weight_BxT)
+
+
+def accuracy(logits_BxTxC, labels_BxT, weight_BxT):
+    correct = (jnp.argmax(logits_BxTxC, axis=-1) == labels_BxT).astype(jnp.float32)
+    return weighted_mean(correct, weight_BxT)

@@ -1,0 +1,254 @@
+"""``make_train(cfg) -> Trainer``: the pure training program.
+
+``make_train`` does the Python-side set-up once (task, cells, model, optimizer, every static
+size) and returns a :class:`Trainer` whose methods are pure functions of arrays:
+
+* ``init(key) -> TrainState``
+* ``train_step(state) -> (state, metrics)``: samples a batch on the device, one update.
+* ``run_chunk(state) -> (state, metrics)``: ``train.log_every`` steps in one ``lax.scan``.
+* ``evaluate(state) -> metrics``: held-out evaluation.
+* ``probe(state) -> gradient curves``: ``dL/dh_t`` through time (:mod:`rnnlab.gradients`).
+* ``__call__(key)``: the whole run, ``lax.scan`` over chunks, for ``jax.jit(jax.vmap(...))``.
+
+All seeds of a config train together: ``jax.jit(jax.vmap(trainer.run_chunk))(states)``;
+:func:`rnnlab.loop.fit` does that with host-side logging between chunks.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from rnnlab import gradients
+from rnnlab.cells import make_cell
+from rnnlab.models import SequenceModel, count_params
+from rnnlab.tasks import Batch, Task, make_task
+
+# metric names
+LOSS = "loss"
+GRAD_NORM = "grad_norm"
+GRAD_NORM_CLIPPED = "grad_norm_clipped"
+LEARNING_RATE = "learning_rate"
+
+EVAL_STREAM = 1  # fold_in ids separating the key streams of one seed
+PROBE_STREAM = 2
+
+
+class TrainState(NamedTuple):
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    key: jax.Array  # training stream: split before every use
+    eval_key: jax.Array  # fixed: the same held-out batch at every evaluation
+
+
+def _options(node) -> dict[str, Any]:
+    """A config node (DictConfig, dataclass or dict) as a plain dict."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(node, DictConfig):
+        return OmegaConf.to_container(node, resolve=True)
+    if dataclasses.is_dataclass(node):
+        return dataclasses.asdict(node)
+    return dict(node)
+
+
+def build_task(cfg) -> Task:
+    options = _options(cfg.task)
+    return make_task(options.pop("name"), **options)
+
+
+def layer_widths(cfg) -> list[int]:
+    model = cfg.model
+    if model.hidden_sizes:
+        return [int(w) for w in model.hidden_sizes]
+    if model.num_layers < 1:
+        raise ValueError(f"model.num_layers must be >= 1; got {model.num_layers}")
+    return [int(cfg.cell.hidden_size)] * int(model.num_layers)
+
+
+def build_cells(cfg, widths: list[int] | None = None) -> tuple:
+    options = _options(cfg.cell)
+    name = options.pop("name")
+    widths = widths if widths is not None else layer_widths(cfg)
+    return tuple(make_cell(name, **{**options, "hidden_size": w}) for w in widths)
+
+
+def build_model(cfg, task: Task, cells: tuple | None = None) -> SequenceModel:
+    m = cfg.model
+    return SequenceModel(
+        cells=cells if cells is not None else build_cells(cfg),
+        output_size=task.output_size,
+        vocab_size=task.vocab_size,
+        readout=task.readout,
+        head_sizes=tuple(m.head_sizes),
+        head_activation=m.head_activation,
+        dropout=float(m.dropout),
+        bidirectional=bool(m.bidirectional),
+        merge=m.merge,
+        unroll=int(m.unroll),
+        remat=bool(m.remat),
+        learn_initial_carry=bool(m.learn_initial_carry),
+    )
+
+
+# ---- optimizers and schedules (registries) ---------------------------------------------------
+SCHEDULES: dict[str, Callable[[Any, int], optax.Schedule]] = {
+    "constant": lambda o, n: optax.constant_schedule(o.learning_rate),
+    "cosine": lambda o, n: optax.cosine_decay_schedule(
+        o.learning_rate, max(n, 1), alpha=o.final_lr_fraction),
+    "linear": lambda o, n: optax.linear_schedule(
+        o.learning_rate, o.learning_rate * o.final_lr_fraction, max(n, 1)),
+    "warmup_cosine": lambda o, n: optax.warmup_cosine_decay_schedule(
+        0.0, o.learning_rate, o.warmup_steps, max(n, o.warmup_steps + 1),
+        end_value=o.learning_rate * o.final_lr_fraction),
+}
+
+OPTIMIZERS: dict[str, Callable[[Any, optax.Schedule], optax.GradientTransformation]] = {
+    "adam": lambda o, lr: optax.adam(lr, eps=o.eps),
+    "adamw": lambda o, lr: optax.adamw(lr, eps=o.eps, weight_decay=o.weight_decay),
+    "rmsprop": lambda o, lr: optax.rmsprop(lr, decay=o.decay, eps=o.eps, momentum=o.momentum
+                                           or None),
+    "sgd": lambda o, lr: optax.sgd(lr, momentum=o.momentum or None),
+}
+
+
+def build_optimizer(optim, total_steps: int) -> tuple[optax.GradientTransformation,
+                                                      optax.Schedule]:
+    if optim.name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer optim.name={optim.name!r}; "
+                         f"registered: {sorted(OPTIMIZERS)}")
+    if optim.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule optim.schedule={optim.schedule!r}; "
+                         f"registered: {sorted(SCHEDULES)}")
+    schedule = SCHEDULES[optim.schedule](optim, total_steps)
+    tx = OPTIMIZERS[optim.name](optim, schedule)
+    if optim.grad_clip is not None:
+        if optim.grad_clip <= 0:
+            raise ValueError(f"optim.grad_clip must be > 0 or null; got {optim.grad_clip}")
+        tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip), tx)
+    return tx, schedule
+
+
+# ---- the trainer -----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+    """Pure training functions for one config; see the module docstring."""
+
+    task: Task
+    model: SequenceModel
+    tx: optax.GradientTransformation
+    schedule: optax.Schedule
+    batch_size: int
+    steps: int
+    chunk_size: int
+    grad_clip: float | None
+    probe_batch_size: int
+
+    @property
+    def num_chunks(self) -> int:
+        return self.steps // self.chunk_size
+
+    def init(self, key: jax.Array) -> TrainState:
+        k_params, k_train, k_eval, k_sample = jax.random.split(key, 4)
+        batch = self.task.sample(k_sample, 2)
+        params = self.model.init(k_params, batch.x, batch.seq_lengths)["params"]
+        return TrainState(jnp.zeros((), jnp.int32), params, self.tx.init(params), k_train,
+                          k_eval)
+
+    def apply(self, params, batch: Batch, *, dropout_key=None, probes=None):
+        variables = {"params": params}
+        if probes is not None:
+            variables["probes"] = probes
+        rngs = None if dropout_key is None else {"dropout": dropout_key}
+        return self.model.apply(variables, batch.x, batch.seq_lengths,
+                                deterministic=dropout_key is None, rngs=rngs)
+
+    def train_step(self, state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
+        key, k_batch, k_dropout = jax.random.split(state.key, 3)
+        batch = self.task.sample(k_batch, self.batch_size)
+
+        def loss_fn(params):
+            out = self.apply(params, batch, dropout_key=k_dropout)
+            return self.task.loss(out, batch)
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        norm = optax.global_norm(grads)
+        clipped = norm if self.grad_clip is None else jnp.minimum(norm, self.grad_clip)
+        metrics = {LOSS: loss, GRAD_NORM: norm, GRAD_NORM_CLIPPED: clipped,
+                   LEARNING_RATE: jnp.asarray(self.schedule(state.step), jnp.float32)}
+        return TrainState(state.step + 1, params, opt_state, key, state.eval_key), metrics
+
+    def run_chunk(self, state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
+        """``chunk_size`` steps; metrics averaged over the chunk (``loss`` is the training
+        loss), plus ``grad_norm_max``."""
+        state, m = jax.lax.scan(lambda s, _: self.train_step(s), state, None,
+                                length=self.chunk_size)
+        out = {k: v.mean() for k, v in m.items()}
+        out[LEARNING_RATE] = m[LEARNING_RATE][-1]
+        out["grad_norm_max"] = m[GRAD_NORM].max()
+        return state, out
+
+    def evaluate(self, state: TrainState) -> dict[str, jax.Array]:
+        batch = self.task.eval_batch(state.eval_key)
+        return self.task.metrics(self.apply(state.params, batch), batch)
+
+    def probe(self, state: TrainState) -> dict[str, dict[str, jax.Array]]:
+        """``||dL/d carry_t||`` through time on a fixed probe batch (deterministic)."""
+        batch = self.task.sample(jax.random.fold_in(state.eval_key, PROBE_STREAM),
+                                 self.probe_batch_size)
+        probes = gradients.probe_zeros(self.model, state.params, batch.x, batch.seq_lengths)
+
+        def loss_fn(params, probes):
+            out = self.apply(params, batch, probes=probes)
+            return self.task.loss(out, batch), None
+
+        _, _, _, g_probes = gradients.loss_and_gradients(loss_fn, state.params, probes)
+        return gradients.norms_through_time(g_probes, batch.seq_lengths)
+
+    def __call__(self, key: jax.Array):
+        """The whole run as one pure function: ``(final_state, history)`` with ``history``
+        the chunk metrics and evaluations stacked over chunks."""
+        def chunk(state, _):
+            state, train_metrics = self.run_chunk(state)
+            return state, {"train": train_metrics, "eval": self.evaluate(state)}
+
+        return jax.lax.scan(chunk, self.init(key), None, length=self.num_chunks)
+
+
+def make_train(cfg) -> Trainer:
+    """Builds the :class:`Trainer` for a run config (see :mod:`rnnlab.config`)."""
+    t = cfg.train
+    if t.steps < 1 or t.batch_size < 1 or t.num_seeds < 1 or t.log_every < 1:
+        raise ValueError("train.steps, train.batch_size, train.num_seeds and train.log_every "
+                         f"must be >= 1; got steps={t.steps}, batch_size={t.batch_size}, "
+                         f"num_seeds={t.num_seeds}, log_every={t.log_every}")
+    chunk = min(int(t.log_every), int(t.steps))
+    if t.steps % chunk:
+        raise ValueError(f"train.steps={t.steps} must be a multiple of train.log_every={chunk}")
+    g = cfg.gradients
+    if g.enabled and g.every and g.every % chunk:
+        raise ValueError(f"gradients.every={g.every} must be a multiple of "
+                         f"train.log_every={chunk} (or 0 for the initial measurement only)")
+    task = build_task(cfg)
+    model = build_model(cfg, task)
+    tx, schedule = build_optimizer(cfg.optim, int(t.steps))
+    return Trainer(task=task, model=model, tx=tx, schedule=schedule,
+                   batch_size=int(t.batch_size), steps=int(t.steps), chunk_size=chunk,
+                   grad_clip=cfg.optim.grad_clip, probe_batch_size=int(g.batch_size))
+
+
+def seed_keys(cfg) -> jax.Array:
+    """One key per seed: ``train.seed, train.seed + 1, ...``."""
+    seeds = jnp.arange(cfg.train.seed, cfg.train.seed + cfg.train.num_seeds)
+    return jax.vmap(jax.random.key)(seeds)
+
+
+def param_count(trainer: Trainer) -> int:
+    shapes = jax.eval_shape(trainer.init, jax.random.key(0))
+    return count_params(shapes.params)
