@@ -156,8 +156,9 @@ class Trainer:
         k_params, k_train, k_eval, k_sample = jax.random.split(key, 4)
         batch = self.task.sample(k_sample, 2)
         params = self.model.init(k_params, batch.x, batch.seq_lengths)["params"]
-        return TrainState(jnp.zeros((), jnp.int32), params, self.tx.init(params), k_train,
-                          k_eval)
+        with jax.numpy_dtype_promotion("standard"):
+            opt_state = self.tx.init(params)
+        return TrainState(jnp.zeros((), jnp.int32), params, opt_state, k_train, k_eval)
 
     def apply(self, params, batch: Batch, *, dropout_key=None, probes=None):
         variables = {"params": params}
@@ -176,12 +177,16 @@ class Trainer:
             return self.task.loss(out, batch)
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
-        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        # optax mixes Python floats and int32 step counts; keep it working when a user (or the
+        # test-suite) turns on strict dtype promotion for their own code.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+            lr = jnp.asarray(self.schedule(state.step), jnp.float32)
         params = optax.apply_updates(state.params, updates)
         norm = optax.global_norm(grads)
         clipped = norm if self.grad_clip is None else jnp.minimum(norm, self.grad_clip)
         metrics = {LOSS: loss, GRAD_NORM: norm, GRAD_NORM_CLIPPED: clipped,
-                   LEARNING_RATE: jnp.asarray(self.schedule(state.step), jnp.float32)}
+                   LEARNING_RATE: lr}
         return TrainState(state.step + 1, params, opt_state, key, state.eval_key), metrics
 
     def run_chunk(self, state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:

@@ -141,7 +141,7 @@ class Cell:
         self.check_input(params, x_BxTxD)
         dt = dtype_of(self.dtype)
         return jnp.einsum("btd,dg->btg", x_BxTxD.astype(dt), params["kernel"].astype(dt)) + \
-            params["bias"].astype(dt)
+            params["bias"].astype(dt)[None, None, :]
 
     def step(self, params: Params, carry, xp_BxG: jax.Array):
         raise NotImplementedError

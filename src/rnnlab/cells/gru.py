@@ -72,7 +72,7 @@ class GRU(Cell):
         H = self.hidden_size
         x_r, x_z, x_n = jnp.split(xp_BxG, 3, axis=-1)
         if self.reset_after:
-            hp_BxG = h @ U_HxG + params["recurrent_bias"].astype(xp_BxG.dtype)
+            hp_BxG = h @ U_HxG + params["recurrent_bias"].astype(xp_BxG.dtype)[None, :]
             h_r, h_z, h_n = jnp.split(hp_BxG, 3, axis=-1)
             r, z = sig(x_r + h_r), sig(x_z + h_z)
             n = act(x_n + r * h_n)

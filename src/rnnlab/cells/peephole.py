@@ -53,7 +53,7 @@ class PeepholeLSTM(LSTM):
     def step(self, params: Params, carry: LSTMCarry, xp_BxG: jax.Array):
         act = activation(self.activation)
         sig = activation(self.recurrent_activation)
-        p_i, p_f, p_o = params["peephole"].astype(xp_BxG.dtype)
+        p_i, p_f, p_o = params["peephole"].astype(xp_BxG.dtype)[:, None, :]  # each [1, H]
         i, f, g, o = self.gate_preactivations(params, carry, xp_BxG)
         c_BxH = sig(f + p_f * carry.c) * carry.c + sig(i + p_i * carry.c) * act(g)
         h_BxH = sig(o + p_o * c_BxH) * act(c_BxH)
