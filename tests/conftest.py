@@ -1,9 +1,7 @@
-"""Strict JAX settings for every test: no silent dtype or rank promotion."""
+"""Strict JAX settings for every test: no silent dtype or rank promotion.
 
-import os
-
-os.environ.setdefault("WANDB_MODE", "disabled")
-os.environ.setdefault("WANDB_SILENT", "true")
+Tests that run the CLI pass ``logger.wandb.mode=disabled`` (or offline, into a temporary
+folder) explicitly; nothing here talks to the network."""
 
 import jax
 import pytest

@@ -9,7 +9,6 @@ with Hydra's message naming the key. Cell and task schemas are generated from th
 """
 
 import dataclasses
-import importlib.resources
 from pathlib import Path
 from typing import Any
 
@@ -94,26 +93,20 @@ class RunConfig:
     logger: LoggerConfig = dataclasses.field(default_factory=LoggerConfig)
 
 
+def _shipped(folder: str) -> Path:
+    """``rnnlab/FOLDER`` in an installed wheel, else ``FOLDER`` at the checkout's root."""
+    installed = Path(__file__).resolve().parent / folder
+    return installed if installed.is_dir() else Path(__file__).resolve().parents[2] / folder
+
+
 def config_dir() -> Path:
     """The shipped config tree (``conf/`` in a checkout, ``rnnlab/conf`` when installed)."""
-    try:
-        path = Path(str(importlib.resources.files("rnnlab.conf")))
-        if (path / "config.yaml").exists():
-            return path
-    except ModuleNotFoundError:
-        pass
-    return Path(__file__).resolve().parents[2] / "conf"
+    return _shipped("conf")
 
 
 def experiments_dir() -> Path | None:
-    """Experiment presets: ``experiments/NAME/config.yaml``."""
-    try:
-        path = Path(str(importlib.resources.files("rnnlab.experiments")))
-        if path.is_dir():
-            return path
-    except ModuleNotFoundError:
-        pass
-    path = Path(__file__).resolve().parents[2] / "experiments"
+    """Experiment presets, ``experiments/NAME/config.yaml``; None where none ship."""
+    path = _shipped("experiments")
     return path if path.is_dir() else None
 
 

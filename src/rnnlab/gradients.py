@@ -16,6 +16,9 @@ with ``d = T - 1 - t`` the distance from the end of the sequence (where the loss
   ``ln 2 / -s`` steps, the distance over which the gradient halves (``inf`` when it does not
   decay);
 * ``first_last_ratio``: ``||dL/dh_0|| / ||dL/dh_{T-1}||``.
+
+Exact zeros are left out of both: the final cell state of an LSTM is never read, so
+``dL/dc_{T-1} = 0``, and the ratio for ``c`` uses the last step with a nonzero gradient.
 """
 
 import math
@@ -28,8 +31,6 @@ import numpy as np
 from flax.traverse_util import flatten_dict
 
 from rnnlab.recurrent import PROBE_NAME, PROBES
-
-TINY = 1e-30  # floor before taking logs of norms that underflow to 0
 
 
 def probe_zeros(model, params, *args, **kwargs):
@@ -82,17 +83,21 @@ def half_life(norms_T: np.ndarray) -> float:
     """Steps over which ``norms_T`` halves, from a least-squares fit of its log against the
     distance from the last step; ``inf`` if it does not decay."""
     norms_T = np.asarray(norms_T, dtype=np.float64)
-    valid = np.isfinite(norms_T)
+    valid = np.isfinite(norms_T) & (norms_T > 0)
     if valid.sum() < 2:
         return float("nan")
     d = (len(norms_T) - 1 - np.arange(len(norms_T)))[valid]
-    slope = np.polyfit(d, np.log(np.maximum(norms_T[valid], TINY)), 1)[0]
+    slope = np.polyfit(d, np.log(norms_T[valid]), 1)[0]
     return float(math.log(2.0) / -slope) if slope < 0 else float("inf")
 
 
 def first_last_ratio(norms_T: np.ndarray) -> float:
+    """``norms_T[0]`` over the last finite nonzero norm (NaN if there is none)."""
     norms_T = np.asarray(norms_T, dtype=np.float64)
-    return float(norms_T[0] / max(norms_T[-1], TINY))
+    nonzero = np.flatnonzero(np.isfinite(norms_T) & (norms_T > 0))
+    if nonzero.size == 0:
+        return float("nan")
+    return float(norms_T[0] / norms_T[nonzero[-1]])
 
 
 def summarize(curves: dict[str, dict[str, Any]]) -> dict[str, float]:

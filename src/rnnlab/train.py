@@ -95,6 +95,12 @@ def build_model(cfg, task: Task, cells: tuple | None = None) -> SequenceModel:
     )
 
 
+def global_norm(tree) -> jax.Array:
+    """Euclidean norm of all leaves together (what ``clip_by_global_norm`` clips)."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32)))
+                        for x in jax.tree.leaves(tree)))
+
+
 # ---- optimizers and schedules (registries) ---------------------------------------------------
 SCHEDULES: dict[str, Callable[[Any, int], optax.Schedule]] = {
     "constant": lambda o, n: optax.constant_schedule(o.learning_rate),
@@ -183,7 +189,7 @@ class Trainer:
             updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
             lr = jnp.asarray(self.schedule(state.step), jnp.float32)
         params = optax.apply_updates(state.params, updates)
-        norm = optax.global_norm(grads)
+        norm = global_norm(grads)
         clipped = norm if self.grad_clip is None else jnp.minimum(norm, self.grad_clip)
         metrics = {LOSS: loss, GRAD_NORM: norm, GRAD_NORM_CLIPPED: clipped,
                    LEARNING_RATE: lr}

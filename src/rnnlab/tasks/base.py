@@ -105,9 +105,21 @@ class Task:
     def solved(self, metrics: dict[str, float]) -> bool:
         return False
 
+    def final_report(self, trainer, state, alive) -> dict[str, Any]:
+        """Extra results for ``summary.json`` after training (e.g. test-span forecasts in
+        the series' units against baselines). ``state`` is vmapped over seeds."""
+        return {}
+
+    def label(self) -> str:
+        """``name(field=value, ...)`` for titles and tables."""
+        fields = ", ".join(f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
+                           if not isinstance(getattr(self, f.name), list | tuple | dict))
+        return f"{self.registered_name}({fields})"
+
     def describe(self) -> dict[str, Any]:
         """Static facts logged with every run."""
-        return {"task": self.registered_name, "sequence_length": self.sequence_length,
+        return {"task": self.registered_name, "task_label": self.label(),
+                "sequence_length": self.sequence_length,
                 **{f"baseline/{k}": v for k, v in self.baselines().items()}}
 
 

@@ -1,0 +1,137 @@
+"""End-to-end: the Hydra entry point, run folders, sweeps with a failing job, config errors,
+and the configs shipped inside the wheel."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+
+from rnnlab.config import compose
+from rnnlab.loop import execute
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["cell.hidden_size=8", "task.delay=2", "task.copy_length=3", "train.steps=4",
+        "train.log_every=2", "train.num_seeds=2", "train.batch_size=4",
+        "train.eval_batch_size=8", "gradients.every=2", "gradients.batch_size=4",
+        "logger.progress=false"]
+
+
+def _run(args, cwd, check=True):
+    env = {**os.environ, "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "1"}
+    proc = subprocess.run([sys.executable, "-m", "rnnlab.run", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"rnnlab.run failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_single_run_writes_the_run_folder(tmp_path):
+    proc = _run(["cell=peephole", *TINY, "logger.wandb.mode=offline",
+                 f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path)
+    run = tmp_path / "run"
+    assert "[rnnlab] copy(delay=2" in proc.stdout and "baseline" in proc.stdout
+    for name in ("config.yaml", "metrics.jsonl", "gradients.npz", "summary.json",
+                 "learning_curve.png", "gradients.png", "gradients_heatmap.png"):
+        assert (run / name).exists(), f"{name} missing from the run folder"
+    assert list((run / "wandb").glob("offline-run-*")), "no offline W&B run was written"
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "ok" and summary["cell"] == "peephole"
+    # baseline of the copy task: copy_length ln(num_symbols) / (delay + 2 copy_length)
+    assert summary["baselines"]["loss"] == pytest.approx(3 * np.log(8) / (2 + 6))
+    # param count: peephole H=8 on 10 one-hot inputs, plus the dense output (8 -> 9 classes)
+    assert summary["param_count"] == 4 * (8 * 10 + 64 + 8) + 3 * 8 + 8 * 9 + 9
+
+    df = pd.read_json(run / "metrics.jsonl", lines=True)
+    ev = df[df.split == "eval"]
+    assert sorted(ev.step.unique()) == [0, 2, 4] and sorted(ev.seed.unique()) == [0, 1]
+    last = ev[ev.step == 4].set_index("seed")
+    assert last.loc[0, "loss"] == pytest.approx(summary["per_seed"]["0"]["loss"], rel=1e-6)
+    assert np.isfinite(df[df.split == "train"]["grad_norm"]).all()
+
+    with np.load(run / "gradients.npz") as g:
+        assert list(g["steps"]) == [0, 2, 4]
+        assert g["layer_0/h/mean"].shape == (3, 2, 2 + 6)  # measurements x seeds x T
+        assert g["layer_0/c/mean"].shape == (3, 2, 2 + 6)
+
+
+def test_sweep_survives_a_failing_job(tmp_path):
+    tiny = [o for o in TINY if not o.startswith("task.delay=")]
+    proc = _run(["-m", "cell=rnn", "task.delay=2,0", *tiny, "logger.wandb.mode=disabled",
+                 f"hydra.sweep.dir={tmp_path}/sweep"], cwd=tmp_path)
+    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert len(jobs) == 2, (jobs, proc.stdout, proc.stderr)
+    ok = json.loads((jobs[0] / "summary.json").read_text())
+    failed = json.loads((jobs[1] / "summary.json").read_text())
+    assert ok["status"] == "ok"
+    assert failed["status"] == "failed" and "delay must be an int >= 1; got 0" in failed["error"]
+    assert "FAILED" in proc.stderr
+
+
+def test_diverged_training_keeps_what_was_logged(tmp_path):
+    cfg = compose(["cell=rnn", *TINY, "train.steps=6", "optim=sgd", "optim.momentum=0.0",
+                   "optim.learning_rate=1e38", "optim.grad_clip=null",
+                   "logger.wandb.mode=disabled", "logger.plots=false"])
+    with pytest.raises(FloatingPointError, match="non-finite loss at step 2 for every seed"):
+        execute(cfg, tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "failed" and "diverged" in summary["error"]
+    df = pd.read_json(tmp_path / "metrics.jsonl", lines=True)
+    assert set(df.step) == {0, 2}  # the initial evaluation and the diverged chunk
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events] == ["diverged", "diverged", "failed"]
+
+
+def test_unknown_cell_lists_the_registered_ones():
+    with pytest.raises(MissingConfigException) as err:
+        compose(["cell=lstn"])
+    for name in ("lstm", "peephole", "gru", "rnn"):
+        assert f"\t{name}" in str(err.value)
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("cell.hidden_size=abc", "hidden_size"),
+    ("train.steps=1.5", "steps"),
+    ("cell.hidden_sise=64", "hidden_sise"),
+    ("model.dropout=high", "dropout"),
+])
+def test_typos_and_wrong_types_fail_at_compose_time(override, fragment):
+    with pytest.raises(ConfigCompositionException) as err:
+        compose([override])
+    text = str(err.value) + str(err.value.__cause__)
+    assert fragment in text
+
+
+def test_appended_unknown_option_fails_when_the_run_is_built():
+    # "+key=value" appends past the schema; the cell registry still rejects it by name
+    from rnnlab.train import make_train
+
+    cfg = compose(["+cell.hidden_sise=64"])
+    with pytest.raises(TypeError, match=r"cell 'lstm' has no option\(s\) \['hidden_sise'\]"):
+        make_train(cfg)
+
+
+def test_packaged_configs_load_from_the_built_wheel(tmp_path):
+    """Build the wheel, unpack it away from the repo, compose a config from inside it."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path / "dist"), str(ROOT)], check=True,
+                   capture_output=True, timeout=300)
+    wheel = next((tmp_path / "dist").glob("rnnlab-*.whl"))
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    assert (site / "rnnlab" / "conf" / "config.yaml").exists()
+    assert (site / "rnnlab" / "conf" / "cell" / "peephole.yaml").exists()
+    code = ("import rnnlab.config as c; p = c.config_dir(); "
+            "cfg = c.compose(['cell=peephole']); print(p); print(cfg.cell.name)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(site)}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    path, name = proc.stdout.split()
+    assert Path(path) == site / "rnnlab" / "conf" and name == "peephole"
