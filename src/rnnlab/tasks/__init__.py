@@ -10,6 +10,7 @@ from rnnlab.tasks.base import (
            task_schema,
 )
 from rnnlab.tasks.copy import CopyTask
+from rnnlab.tasks.forecast import ForecastTask as ForecastTask
 
 __all__ = ["TASKS", "Batch", "CopyTask", "Task", "get_task_class", "make_task", "register_task",
            "task_schema"]

@@ -1,0 +1,315 @@
+"""Named real series that load offline, user CSVs, and synthetic series for tests.
+
+A :class:`Series` is a DataFrame with a time index (a ``DatetimeIndex`` for real data, a
+``RangeIndex`` named ``step`` for synthetic series and CSVs without a time column), its
+default target column, the feature columns a model reads, its frequency (a pandas offset
+alias, ``None`` when irregular or unknown) and its season length ``m`` (used by the seasonal
+naive baseline and by MASE; ``1`` means non-seasonal).
+
+Shipped data sets (see ``rnnlab/data/README.md`` for sources and licences):
+
+============  =========  ====  ===========  ==================================================
+name          frequency  m     target       notes
+============  =========  ====  ===========  ==================================================
+sunspots      YS         11    SUNACTIVITY  yearly Wolf numbers 1700-2008 (statsmodels); m=11
+                                            follows the convention of the ~11-year Schwabe
+                                            cycle, whose length varies (9-14 years)
+nile          YS         1     volume       Nile flow at Aswan 1871-1970 (statsmodels)
+co2           MS         12    co2          Mauna Loa weekly CO2 (statsmodels), 59 missing weeks
+                                            interpolated linearly in time, then monthly means
+macrodata     QS         4     realgdp      US macro 1959Q1-2009Q3 (statsmodels), 12 columns;
+                                            the series are seasonally adjusted, m=4 follows the
+                                            quarterly convention
+elnino        MS         12    sst          Nino 1+2 sea-surface temperature 1950-2010
+                                            (statsmodels, reshaped from year x month)
+goog          B          1     Close        daily GOOG OHLCV 2004-08-19..2008-10-14 (shipped CSV
+                                            from matplotlib's sample data); trading days, so
+                                            exchange holidays are absent from the business days
+sine          None       20    value        synthetic: sine of period 20 plus Gaussian noise
+linear        None       1     value        synthetic: 10, 20, ..., 90 (the split_sequence notes)
+============  =========  ====  ===========  ==================================================
+
+Airline passengers (Box & Jenkins) is not shipped: no installed package provides it, and we
+do not type in numbers by hand.
+
+Missing values are handled by one rule, ``missing``: ``error`` (default; the message names the
+column, the count and this option), ``interpolate`` (linear in time between valid values; rows
+before the first or after the last valid value are dropped) or ``drop`` (rows with a missing
+value in a used column are dropped). Non-numeric values are always an error.
+"""
+
+import dataclasses
+import importlib.resources
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+MISSING_OPTIONS = ("error", "interpolate", "drop")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Series:
+    """A loaded series.
+
+    Attributes:
+      name: data set name or the CSV path.
+      frame: numeric columns over a time index (sorted, unique).
+      target: default target column.
+      features: default input columns (the target's own history included when listed).
+      frequency: pandas offset alias of the index (``"MS"``, ``"YS"``, ...) or ``None``.
+      season_length: m, the seasonal period in rows (1: non-seasonal).
+      source: one line naming where the numbers come from.
+    """
+
+    name: str
+    frame: pd.DataFrame
+    target: str
+    features: tuple[str, ...]
+    frequency: str | None
+    season_length: int
+    source: str = ""
+
+    def __post_init__(self):
+        check_columns(self.frame, [self.target, *self.features], self.name)
+        if not isinstance(self.season_length, int) or self.season_length < 1:
+            raise ValueError(f"{self.name}: season_length must be an int >= 1; "
+                             f"got {self.season_length!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    loader: Callable[[], pd.DataFrame]
+    target: str
+    features: tuple[str, ...]
+    frequency: str | None
+    season_length: int
+    source: str
+
+
+DATASETS: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(name: str, *, target: str, frequency: str | None, season_length: int,
+                     source: str, features: Sequence[str] | None = None):
+    """Registers ``loader() -> DataFrame`` (time index, numeric columns) under ``name``."""
+
+    def wrap(loader):
+        if name in DATASETS:
+            raise ValueError(f"data set name {name!r} is already registered")
+        DATASETS[name] = DatasetInfo(name, loader, target, tuple(features or (target,)),
+                                     frequency, season_length, source)
+        return loader
+
+    return wrap
+
+
+def load_dataset(name: str) -> Series:
+    """The registered data set ``name`` as a :class:`Series` (offline)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; registered: {sorted(DATASETS)}")
+    info = DATASETS[name]
+    return Series(name, info.loader(), info.target, info.features, info.frequency,
+                  info.season_length, info.source)
+
+
+# ---- checks shared by every loader ------------------------------------------------------------
+def check_columns(frame: pd.DataFrame, columns: Sequence[str], source: str) -> None:
+    """Raises naming the first missing column and listing the available ones."""
+    available = [str(c) for c in frame.columns]
+    for column in columns:
+        if column not in frame.columns:
+            raise ValueError(f"column {column!r} not found in {source}; "
+                             f"available columns: {available}")
+
+
+def numeric_columns(frame: pd.DataFrame, columns: Sequence[str], source: str) -> pd.DataFrame:
+    """``frame[columns]`` as float64; non-numeric entries raise, naming column and count."""
+    check_columns(frame, columns, source)
+    out = {}
+    for column in dict.fromkeys(columns):
+        raw = frame[column]
+        values = pd.to_numeric(raw, errors="coerce")
+        bad = values.isna() & raw.notna()
+        if bad.any():
+            examples = list(dict.fromkeys(raw[bad].astype(str)))[:3]
+            raise ValueError(f"column {column!r} in {source} has {int(bad.sum())} non-numeric "
+                             f"value(s), e.g. {examples}")
+        out[column] = values.astype(np.float64)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def handle_missing(frame: pd.DataFrame, missing: str, source: str) -> pd.DataFrame:
+    """Applies the ``missing`` rule (see the module docstring) to every column of ``frame``."""
+    if missing not in MISSING_OPTIONS:
+        raise ValueError(f"missing={missing!r} is not accepted; use one of {MISSING_OPTIONS}")
+    counts = frame.isna().sum()
+    if not counts.any():
+        return frame
+    if missing == "error":
+        column = str(counts[counts > 0].index[0])
+        first = frame.index[frame[column].isna().to_numpy()][0]
+        raise ValueError(f"column {column!r} in {source} has {int(counts[column])} missing "
+                         f"(NaN) value(s), the first at {first}; set missing=interpolate or "
+                         f"missing=drop (task.missing=...), or clean the data")
+    if missing == "drop":
+        return frame.dropna()
+    method = "time" if isinstance(frame.index, pd.DatetimeIndex) else "linear"
+    filled = frame.interpolate(method=method, limit_area="inside")
+    return filled.dropna()
+
+
+# ---- user CSVs --------------------------------------------------------------------------------
+def load_csv(path: str | Path, target: str, features: Sequence[str] | None = None,
+             time_column: str | None = None, *, missing: str = "error",
+             frequency: str | None = None, season_length: int = 1) -> Series:
+    """A series from any CSV file.
+
+    Args:
+      path: the CSV file (header row required).
+      target: the column to forecast.
+      features: input columns; ``None``: the target alone.
+      time_column: a column of dates, parsed with ``pd.to_datetime``; rows are sorted by it
+        and duplicate times raise. ``None``: rows in file order, indexed ``0, 1, ...``.
+      missing: ``error`` | ``interpolate`` | ``drop`` (module docstring).
+      frequency: optional pandas offset alias recorded with the series.
+      season_length: m for the seasonal naive baseline and MASE (1: non-seasonal).
+    """
+    if missing not in MISSING_OPTIONS:
+        raise ValueError(f"missing={missing!r} is not accepted; use one of {MISSING_OPTIONS}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"CSV file not found: {path}")
+    raw = pd.read_csv(path)
+    features = tuple(features) if features is not None else (target,)
+    columns = [target, *features]
+    check_columns(raw, [*columns, *([time_column] if time_column else [])], str(path))
+    if time_column is not None:
+        times = pd.to_datetime(raw[time_column], errors="coerce")
+        if times.isna().any():
+            bad = raw[time_column][times.isna()].astype(str).tolist()[:3]
+            raise ValueError(f"time_column {time_column!r} in {path} has "
+                             f"{int(times.isna().sum())} value(s) that are not dates, e.g. {bad}")
+        raw = raw.set_index(pd.DatetimeIndex(times, name=time_column)).sort_index(kind="stable")
+        duplicated = raw.index.duplicated()
+        if duplicated.any():
+            raise ValueError(f"time_column {time_column!r} in {path} has "
+                             f"{int(duplicated.sum())} duplicate time(s), e.g. "
+                             f"{raw.index[duplicated][0]}")
+    else:
+        raw = raw.set_axis(pd.RangeIndex(len(raw), name="step"), axis=0)
+    frame = handle_missing(numeric_columns(raw, columns, str(path)), missing, str(path))
+    return Series(str(path), frame, target, features, frequency, season_length, f"CSV {path}")
+
+
+# ---- synthetic series -------------------------------------------------------------------------
+def sine_series(length: int = 400, period: float = 20.0, noise: float = 0.1,
+                seed: int = 0) -> Series:
+    """``sin(2 pi t / period) + noise * N(0, 1)`` with a seeded NumPy generator."""
+    t = np.arange(length, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    values = np.sin(2.0 * np.pi * t / period) + noise * rng.standard_normal(length)
+    frame = pd.DataFrame({"value": values}, index=pd.RangeIndex(length, name="step"))
+    return Series("sine", frame, "value", ("value",), None, max(round(period), 1),
+                  f"synthetic sine, period {period}, noise {noise}, seed {seed}")
+
+
+def linear_series(start: float = 10.0, stop: float = 90.0, step: float = 10.0) -> Series:
+    """``10, 20, ..., 90``: the example series of the ``split_sequence`` notes."""
+    values = np.arange(start, stop + step / 2, step, dtype=np.float64)
+    frame = pd.DataFrame({"value": values}, index=pd.RangeIndex(len(values), name="step"))
+    return Series("linear", frame, "value", ("value",), None, 1, "synthetic linear series")
+
+
+# ---- registered data sets ---------------------------------------------------------------------
+def _yearly_index(years) -> pd.DatetimeIndex:
+    years = np.asarray(years, dtype=np.int64)
+    return pd.DatetimeIndex(pd.to_datetime({"year": years, "month": 1, "day": 1}), name="date")
+
+
+def _data_file(name: str) -> Path:
+    return Path(str(importlib.resources.files("rnnlab") / "data" / name))
+
+
+@register_dataset("sunspots", target="SUNACTIVITY", frequency="YS", season_length=11,
+                  source="statsmodels.datasets.sunspots (NOAA NGDC; public domain)")
+def _sunspots() -> pd.DataFrame:
+    from statsmodels.datasets import sunspots
+
+    df = sunspots.load_pandas().data
+    return df[["SUNACTIVITY"]].set_axis(_yearly_index(df["YEAR"]), axis=0)
+
+
+@register_dataset("nile", target="volume", frequency="YS", season_length=1,
+                  source="statsmodels.datasets.nile (Cobb 1978; public domain)")
+def _nile() -> pd.DataFrame:
+    from statsmodels.datasets import nile
+
+    df = nile.load_pandas().data
+    return df[["volume"]].set_axis(_yearly_index(df["year"]), axis=0)
+
+
+@register_dataset("co2", target="co2", frequency="MS", season_length=12,
+                  source="statsmodels.datasets.co2 (Scripps/CDIAC Mauna Loa; public domain)")
+def _co2() -> pd.DataFrame:
+    from statsmodels.datasets import co2
+
+    weekly = co2.load_pandas().data["co2"]
+    # 59 of 2284 weeks are missing: interpolate them linearly in time (explicitly, here, so
+    # no month mean is taken over a gap), then average the weeks of each month.
+    monthly = weekly.interpolate(method="time").resample("MS").mean()
+    return monthly.to_frame("co2").rename_axis("date")
+
+
+MACRO_COLUMNS = ("realgdp", "realcons", "realinv", "realgovt", "realdpi", "cpi", "m1",
+                 "tbilrate", "unemp", "pop", "infl", "realint")
+
+
+@register_dataset("macrodata", target="realgdp", frequency="QS", season_length=4,
+                  features=MACRO_COLUMNS,
+                  source="statsmodels.datasets.macrodata (FRED, BLS; public domain)")
+def _macrodata() -> pd.DataFrame:
+    from statsmodels.datasets import macrodata
+
+    df = macrodata.load_pandas().data
+    months = (df["quarter"].to_numpy(np.int64) - 1) * 3 + 1
+    index = pd.DatetimeIndex(pd.to_datetime({"year": df["year"].to_numpy(np.int64),
+                                             "month": months, "day": 1}), name="date")
+    return df[list(MACRO_COLUMNS)].set_axis(index, axis=0)
+
+
+@register_dataset("elnino", target="sst", frequency="MS", season_length=12,
+                  source="statsmodels.datasets.elnino (NOAA ERSST.v3b Nino 1+2; public domain)")
+def _elnino() -> pd.DataFrame:
+    from statsmodels.datasets import elnino
+
+    df = elnino.load_pandas().data
+    months = df.drop(columns="YEAR").to_numpy(np.float64)  # [years, 12], Jan..Dec
+    index = pd.date_range(f"{int(df['YEAR'].iloc[0])}-01-01", periods=months.size, freq="MS",
+                          name="date")
+    return pd.DataFrame({"sst": months.reshape(-1)}, index=index)
+
+
+OHLCV = ("Open", "High", "Low", "Close", "Volume")
+
+
+@register_dataset("goog", target="Close", frequency="B", season_length=1, features=OHLCV,
+                  source="rnnlab/data/goog.csv from matplotlib sample_data/goog.npz "
+                         "(Yahoo! Finance prices)")
+def _goog() -> pd.DataFrame:
+    df = pd.read_csv(_data_file("goog.csv"), parse_dates=["Date"], index_col="Date")
+    return df[list(OHLCV)].astype(np.float64)
+
+
+@register_dataset("sine", target="value", frequency=None, season_length=20,
+                  source="synthetic (rnnlab.forecast.data.sine_series, seed 0)")
+def _sine() -> pd.DataFrame:
+    return sine_series().frame
+
+
+@register_dataset("linear", target="value", frequency=None, season_length=1,
+                  source="synthetic (rnnlab.forecast.data.linear_series)")
+def _linear() -> pd.DataFrame:
+    return linear_series().frame

@@ -1,0 +1,242 @@
+"""Forecasting a real series from a window of its past (the Keras stock-forecaster workflow).
+
+A model reads ``lookback`` steps of the feature columns and predicts the next ``horizon``
+values of the target column at once (direct multi-step, ``readout="last"``, output
+``[B, H]``). The data set is a registered name (``task.dataset=co2``) or a CSV
+(``task.path=prices.csv task.target=Close task.time_column=Date``); see
+:mod:`rnnlab.forecast` for the pipeline: missing values, transform, chronological split,
+scaler fitted on the training span only, windows.
+
+On the device: ``sample`` draws random training windows (``jax.random.randint`` into the
+stored scaled series); ``eval_batch`` is every validation window and ``test_batch()`` every
+test window, both fixed. ``loss`` is the MSE on scaled (and transformed) targets.
+
+On the host: ``evaluate_forecasts(pred_NxH, split)`` maps the model's forecasts back to the
+series' own units and returns RMSE/MAE/MASE/sMAPE overall and per step;
+``baseline_table(split)`` scores naive, seasonal naive, drift, mean and AR(p) forecasts of
+the same windows.
+
+Metrics: ``loss`` (scaled MSE), ``mae`` (scaled MAE). Baselines: ``loss`` of the naive
+(last value) forecast on the validation windows, in the same scaled space. Solved: never
+(forecasting has no solved threshold; compare with the baselines instead).
+"""
+
+import dataclasses
+import hashlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from rnnlab.forecast.baselines import naive
+from rnnlab.forecast.data import MISSING_OPTIONS, load_csv, load_dataset
+from rnnlab.forecast.prepare import ForecastData, prepare
+from rnnlab.forecast.scaling import SCALERS
+from rnnlab.forecast.windows import TRANSFORMS
+from rnnlab.tasks.base import Batch, Task, register_task, weighted_mean
+
+
+@register_task("forecast")
+@dataclasses.dataclass(frozen=True)
+class ForecastTask(Task):
+    """Attributes:
+      dataset: registered data set name (:data:`rnnlab.forecast.DATASETS`), used when
+        ``path`` is null.
+      path: a CSV file to forecast instead of ``dataset``.
+      target: the column to forecast; null: the data set's default (required with ``path``).
+      features: input columns; null: the data set's defaults (with ``path``: the target).
+      time_column: the CSV's date column (rows sorted by it); null: file order.
+      lookback: L, input steps per window.
+      horizon: H, steps forecast at once.
+      val_fraction, test_fraction: span sizes as fractions of the rows.
+      val_start, test_start: dates starting the spans instead of fractions (both or neither).
+      scaler: minmax | standard | none, fitted on the training span only.
+      transform: none | log | diff | log_diff, applied to every column.
+      missing: error | interpolate | drop, for NaN values.
+      season_length: m for seasonal naive and MASE; null: the data set's (CSV: 1).
+      ar_order: p of the AR baseline; null: lookback.
+    """
+
+    dataset: str | None = "sunspots"
+    path: str | None = None
+    target: str | None = None
+    features: list[str] | None = None
+    time_column: str | None = None
+    lookback: int = 22
+    horizon: int = 1
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    val_start: str | None = None
+    test_start: str | None = None
+    scaler: str = "minmax"
+    transform: str = "none"
+    missing: str = "error"
+    season_length: int | None = None
+    ar_order: int | None = None
+
+    readout = "last"
+
+    def __post_init__(self):
+        if self.features is not None:
+            object.__setattr__(self, "features", tuple(self.features))  # hashable
+        for name, accepted in (("scaler", SCALERS), ("transform", TRANSFORMS),
+                               ("missing", MISSING_OPTIONS)):
+            if getattr(self, name) not in accepted:
+                raise ValueError(f"forecast task: {name}={getattr(self, name)!r} is not "
+                                 f"accepted; use one of {accepted}")
+        for name in ("lookback", "horizon"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"forecast task: {name} must be an int >= 1; got {value!r}")
+        data = prepare(self._load(), lookback=self.lookback, horizon=self.horizon,
+                       target=self.target, features=self.features,
+                       val_fraction=self.val_fraction, test_fraction=self.test_fraction,
+                       val_start=self.val_start, test_start=self.test_start,
+                       scaler=self.scaler, transform=self.transform, missing=self.missing,
+                       season_length=self.season_length, ar_order=self.ar_order)
+        for split in ("train", "val", "test"):
+            if data.num_windows(split) < 1:
+                raise ValueError(f"forecast task: no {split} window in {data.name!r}")
+        data.baseline_forecasts("val")  # fail now, not after training, if a baseline cannot fit
+        model_TxC = data.model_TxC.astype(np.float32)
+        digest = hashlib.sha256(model_TxC.tobytes())
+        for split in ("train", "val", "test"):
+            digest.update(data.origins[split].tobytes())
+        # Host-side data and device arrays are attributes, not fields: they stay out of the
+        # config schema; __eq__/__hash__ add the data's fingerprint to the fields.
+        object.__setattr__(self, "_data", data)
+        object.__setattr__(self, "_fingerprint", digest.hexdigest())
+        object.__setattr__(self, "_inputs_TxF",
+                           jnp.asarray(model_TxC[:, list(data.feature_index)]))
+        object.__setattr__(self, "_target_T", jnp.asarray(model_TxC[:, data.target_index]))
+        object.__setattr__(self, "_train_origins",
+                           jnp.asarray(data.origins["train"].astype(np.int32)))
+        object.__setattr__(self, "_batches", {s: self._fixed_batch(s) for s in ("val", "test")})
+
+    def _load(self):
+        if self.path is not None:
+            if self.target is None:
+                raise ValueError(f"forecast task: path={self.path!r} needs target, the column "
+                                 f"to forecast (task.target=...)")
+            return load_csv(self.path, self.target, self.features, self.time_column,
+                            missing=self.missing, season_length=self.season_length or 1)
+        if self.dataset is None:
+            raise ValueError("forecast task: set dataset (a registered name) or path (a CSV)")
+        if self.time_column is not None:
+            raise ValueError(f"forecast task: time_column={self.time_column!r} applies to "
+                             f"CSV files (path) only; dataset={self.dataset!r} has its index")
+        return load_dataset(self.dataset)
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return (dataclasses.astuple(self) == dataclasses.astuple(other)
+                and self._fingerprint == other._fingerprint)
+
+    def __hash__(self):
+        return hash((type(self), dataclasses.astuple(self), self._fingerprint))
+
+    # ---- sizes ----------------------------------------------------------------------------
+    @property
+    def data(self) -> ForecastData:
+        """The host-side prepared series (windows, scaler, spans, inverse maps)."""
+        return self._data
+
+    @property
+    def input_size(self) -> int:  # type: ignore[override]
+        return len(self._data.feature_index)
+
+    @property
+    def output_size(self) -> int:  # type: ignore[override]
+        return self.horizon
+
+    @property
+    def sequence_length(self) -> int:
+        return self.lookback
+
+    # ---- device side ----------------------------------------------------------------------
+    def _gather(self, origins_B):
+        offsets_L = jnp.arange(-self.lookback, 0, dtype=jnp.int32)
+        steps_H = jnp.arange(self.horizon, dtype=jnp.int32)
+        x_BxLxF = self._inputs_TxF[origins_B[:, None] + offsets_L[None, :]]
+        y_BxH = self._target_T[origins_B[:, None] + steps_H[None, :]]
+        return Batch(x_BxLxF, y_BxH, jnp.ones(y_BxH.shape, jnp.float32))
+
+    def _fixed_batch(self, split: str) -> Batch:
+        return self._gather(jnp.asarray(self._data.origins[split].astype(np.int32)))
+
+    def sample(self, key, batch_size):
+        """``batch_size`` training windows drawn uniformly with replacement."""
+        n = self._train_origins.shape[0]
+        i_B = jax.random.randint(key, (batch_size,), 0, n, dtype=jnp.int32)
+        return self._gather(self._train_origins[i_B])
+
+    def eval_batch(self, key):
+        """Every validation window (the key is unused: the batch is fixed)."""
+        return self._batches["val"]
+
+    def test_batch(self) -> Batch:
+        """Every test window, in time order."""
+        return self._batches["test"]
+
+    def loss(self, out, batch):
+        if out.shape != batch.y.shape:
+            raise ValueError(f"forecast outputs must be [B, H] = {batch.y.shape}; "
+                             f"got {out.shape}")
+        return weighted_mean((out.astype(jnp.float32) - batch.y) ** 2, batch.weight)
+
+    def metrics(self, out, batch):
+        return {"loss": self.loss(out, batch),
+                "mae": weighted_mean(jnp.abs(out.astype(jnp.float32) - batch.y), batch.weight)}
+
+    # ---- host side ------------------------------------------------------------------------
+    def evaluate_forecasts(self, pred_scaled_NxH, split: str = "test") -> dict[str, float]:
+        """RMSE, MAE, MASE, sMAPE (overall and ``_h1``.. per step) in the series' own units
+        of the model's forecasts for ``split``'s windows (``[N, H]``, in window order)."""
+        return self._data.evaluate(np.asarray(pred_scaled_NxH), split)
+
+    def baseline_table(self, split: str = "test") -> pd.DataFrame:
+        """Naive, seasonal naive, drift, mean and AR(p) on the same windows, same metrics."""
+        return self._data.baseline_table(split)
+
+    def baselines(self):
+        data = self._data
+        naive_levels = naive(data.target_levels, data.origins["val"], self.horizon)
+        naive_NxH = data.to_model(naive_levels, "val")
+        _, y_NxH = data.windows("val")
+        return {"loss": float(np.mean((naive_NxH - y_NxH) ** 2))}
+
+    def final_report(self, trainer, state, alive) -> dict[str, Any]:
+        """Test-span accuracy in the series' units: each seed's forecasts (``None`` for a
+        diverged seed), their mean over the live seeds, and every baseline's, all on the same
+        test windows. ``state`` is vmapped over seeds."""
+        batch = self.test_batch()
+        pred_SxNxH = np.asarray(jax.jit(jax.vmap(
+            lambda params: trainer.apply(params, batch)))(state.params))
+        alive = np.asarray(alive, dtype=bool)
+        per_seed = [self.evaluate_forecasts(pred, "test") if ok else None
+                    for pred, ok in zip(pred_SxNxH, alive, strict=True)]
+        live = [m for m in per_seed if m is not None]
+        mean = {k: float(np.mean([m[k] for m in live])) for k in live[0]} if live else {}
+        table = self.baseline_table("test")
+        return {"forecast": {
+            "split": "test", "windows": self._data.num_windows("test"),
+            "model": mean, "per_seed": per_seed,
+            "baselines": {name: row.to_dict() for name, row in table.iterrows()}}}
+
+    def label(self) -> str:
+        """``forecast(SOURCE: field=value, ...)`` with the fields that differ from defaults."""
+        changed = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
+                   if f.name not in ("dataset", "path") and getattr(self, f.name) != f.default]
+        source = self.path if self.path is not None else self.dataset
+        inside = f"{source}: {', '.join(changed)}" if changed else f"{source}"
+        return f"{self.registered_name}({inside})"
+
+    def describe(self) -> dict[str, Any]:
+        data = self._data
+        return {**super().describe(), "source": data.name, "target": data.target,
+                "features": list(data.features), "season_length": data.season_length,
+                "rows": int(data.levels_TxC.shape[0]),
+                **{f"windows/{s}": data.num_windows(s) for s in ("train", "val", "test")}}
