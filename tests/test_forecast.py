@@ -27,8 +27,6 @@ from rnnlab.forecast.windows import (
 from rnnlab.tasks import make_task
 from rnnlab.train import make_train, seed_keys
 
-# make_train's global_norm is deprecated in newer optax; not this file's concern.
-OPTAX_NORM = "ignore:optax.global_norm is deprecated:DeprecationWarning"
 
 
 # ---- split_sequence: the notes' printed examples ----------------------------------------------
@@ -188,7 +186,6 @@ def _task_options(path):
             "lookback": 6, "horizon": 2, "val_fraction": 0.2, "test_fraction": 0.25}
 
 
-@pytest.mark.filterwarnings(OPTAX_NORM)
 def test_changing_the_test_span_changes_nothing_in_training(tmp_path):
     values = 10.0 + np.sin(np.arange(80) / 3.0) + 0.1 * np.arange(80)
     leaked = values.copy()
@@ -385,7 +382,6 @@ def test_task_samples_are_training_windows():
     np.testing.assert_allclose(task.test_batch().y, task.data.windows("test")[1], atol=1e-6)
 
 
-@pytest.mark.filterwarnings(OPTAX_NORM)
 def test_end_to_end_training_and_test_metrics():
     cfg = compose(["task=forecast", "task.dataset=sine", "task.lookback=8", "task.horizon=3",
                    "task.transform=diff", "train.steps=4", "train.log_every=2",

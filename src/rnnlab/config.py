@@ -50,7 +50,7 @@ class OptimConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    steps: int = 1500  # optimizer updates per seed
+    steps: int = 1000  # optimizer updates per seed
     batch_size: int = 64  # sequences per update
     num_seeds: int = 3  # seeds trained together in one jitted, vmapped program
     seed: int = 0  # first seed; seeds are seed, seed+1, ...

@@ -32,6 +32,8 @@ from flax.traverse_util import flatten_dict
 
 from rnnlab.recurrent import PROBE_NAME, PROBES
 
+SLOPE_TOL = 1e-12  # |log-slope| per step below which a curve counts as flat
+
 
 def probe_zeros(model, params, *args, **kwargs):
     """Zero probes for every recurrent layer of ``model`` at these input shapes, without
@@ -88,7 +90,8 @@ def half_life(norms_T: np.ndarray) -> float:
         return float("nan")
     d = (len(norms_T) - 1 - np.arange(len(norms_T)))[valid]
     slope = np.polyfit(d, np.log(norms_T[valid]), 1)[0]
-    return float(math.log(2.0) / -slope) if slope < 0 else float("inf")
+    # a flat curve fits a slope of rounding size (~1e-16) and either sign: that is no decay
+    return float(math.log(2.0) / -slope) if slope < -SLOPE_TOL else float("inf")
 
 
 def first_last_ratio(norms_T: np.ndarray) -> float:

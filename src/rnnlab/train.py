@@ -77,6 +77,39 @@ def build_cells(cfg, widths: list[int] | None = None) -> tuple:
     return tuple(make_cell(name, **{**options, "hidden_size": w}) for w in widths)
 
 
+def model_param_count(model: SequenceModel, task: Task) -> int:
+    """Parameters of ``model`` on ``task``'s inputs, from shapes alone (nothing is run)."""
+    batch = jax.eval_shape(lambda k: task.sample(k, 2), jax.random.key(0))
+    shapes = jax.eval_shape(lambda k, x, n: model.init(k, x, n)["params"], jax.random.key(0),
+                            batch.x, batch.seq_lengths)
+    return count_params(shapes)
+
+
+def budget_width(cfg, task: Task) -> int:
+    """The hidden width (the same for every layer) whose model has the parameter count
+    closest to ``model.param_budget`` (Collins et al. 2017's matched-capacity comparison)."""
+    budget = int(cfg.model.param_budget)
+    if cfg.model.hidden_sizes:
+        raise ValueError("set model.param_budget or model.hidden_sizes, not both; got "
+                         f"param_budget={budget}, hidden_sizes={list(cfg.model.hidden_sizes)}")
+    layers = int(cfg.model.num_layers)
+
+    def count(width: int) -> int:
+        return model_param_count(build_model(cfg, task, build_cells(cfg, [width] * layers)),
+                                 task)
+
+    if count(1) > budget:
+        raise ValueError(f"model.param_budget={budget} is below the smallest model "
+                         f"({count(1)} parameters at width 1)")
+    lo, hi = 1, 2
+    while count(hi) <= budget:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:  # count is increasing in the width: bisect for the last width <= budget
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if count(mid) <= budget else (lo, mid)
+    return lo if budget - count(lo) <= count(hi) - budget else hi
+
+
 def build_model(cfg, task: Task, cells: tuple | None = None) -> SequenceModel:
     m = cfg.model
     return SequenceModel(
@@ -247,7 +280,10 @@ def make_train(cfg) -> Trainer:
         raise ValueError(f"gradients.every={g.every} must be a multiple of "
                          f"train.log_every={chunk} (or 0 for the initial measurement only)")
     task = build_task(cfg)
-    model = build_model(cfg, task)
+    cells = None
+    if cfg.model.param_budget is not None:
+        cells = build_cells(cfg, [budget_width(cfg, task)] * int(cfg.model.num_layers))
+    model = build_model(cfg, task, cells)
     tx, schedule = build_optimizer(cfg.optim, int(t.steps))
     return Trainer(task=task, model=model, tx=tx, schedule=schedule,
                    batch_size=int(t.batch_size), steps=int(t.steps), chunk_size=chunk,

@@ -33,7 +33,7 @@ class CopyTask(Task):
       num_symbols: alphabet size without blank and delimiter (8).
     """
 
-    delay: int = 10
+    delay: int = 5
     copy_length: int = 10
     num_symbols: int = 8
 
