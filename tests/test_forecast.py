@@ -28,7 +28,6 @@ from rnnlab.tasks import make_task
 from rnnlab.train import make_train, seed_keys
 
 
-
 # ---- split_sequence: the notes' printed examples ----------------------------------------------
 def test_split_sequence_reproduces_univariate_example():
     X, y = split_sequence([10, 20, 30, 40, 50, 60, 70, 80, 90], 3)

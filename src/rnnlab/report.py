@@ -25,11 +25,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from rnnlab.plots import read_gradients  # noqa: E402
+from rnnlab.plots import read_gradients
 
 
 def find_runs(path: Path) -> list[Path]:
