@@ -383,8 +383,6 @@ COMMON = ["train.steps=2", "train.log_every=1", "cell.hidden_size=8", "train.num
     ["task=timed_spikes", "task.length=10", "task.min_interval=2", "task.max_interval=8"],
     ["task=timed_spikes", "task.mode=gts", "task.length=10", "task.period=4"],
 ], ids=lambda o: "-".join(v.split("=")[1] for v in o[:2]))
-# train.py's optax.global_norm is deprecated in the installed optax (not this suite's subject)
-@pytest.mark.filterwarnings("ignore:optax.global_norm is deprecated:DeprecationWarning")
 def test_config_composes_and_trains_two_steps(overrides):
     cfg = config.compose(overrides + COMMON)
     trainer = train.make_train(cfg)
