@@ -17,7 +17,7 @@ from rnnlab.config import compose
 from rnnlab.loop import execute
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["cell.hidden_size=8", "task.delay=2", "task.copy_length=3", "train.steps=4",
+TINY = ["cell.hidden_size=8", "task.length=2", "task.copy_length=3", "train.steps=4",
         "train.log_every=2", "train.num_seeds=2", "train.batch_size=4",
         "train.eval_batch_size=8", "gradients.every=2", "gradients.batch_size=4",
         "logger.progress=false"]
@@ -36,7 +36,7 @@ def test_single_run_writes_the_run_folder(tmp_path):
     proc = _run(["cell=peephole", *TINY, "logger.wandb.mode=offline",
                  f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path)
     run = tmp_path / "run"
-    assert "[rnnlab] copy(delay=2" in proc.stdout and "baseline" in proc.stdout
+    assert "[rnnlab] copy(length=2" in proc.stdout and "baseline" in proc.stdout
     for name in ("config.yaml", "metrics.jsonl", "gradients.npz", "summary.json",
                  "learning_curve.png", "gradients.png", "gradients_heatmap.png"):
         assert (run / name).exists(), f"{name} missing from the run folder"
@@ -63,15 +63,15 @@ def test_single_run_writes_the_run_folder(tmp_path):
 
 
 def test_sweep_survives_a_failing_job(tmp_path):
-    tiny = [o for o in TINY if not o.startswith("task.delay=")]
-    proc = _run(["-m", "cell=rnn", "task.delay=2,0", *tiny, "logger.wandb.mode=disabled",
+    tiny = [o for o in TINY if not o.startswith("task.length=")]
+    proc = _run(["-m", "cell=rnn", "task.length=2,0", *tiny, "logger.wandb.mode=disabled",
                  f"hydra.sweep.dir={tmp_path}/sweep"], cwd=tmp_path)
     jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
     assert len(jobs) == 2, (jobs, proc.stdout, proc.stderr)
     ok = json.loads((jobs[0] / "summary.json").read_text())
     failed = json.loads((jobs[1] / "summary.json").read_text())
     assert ok["status"] == "ok"
-    assert failed["status"] == "failed" and "delay must be an int >= 1; got 0" in failed["error"]
+    assert failed["status"] == "failed" and "length must be an int >= 1; got 0" in failed["error"]
     assert "FAILED" in proc.stderr
 
 

@@ -11,7 +11,7 @@ from rnnlab.config import compose
 from rnnlab.loop import execute
 from rnnlab.train import make_train, param_count
 
-TINY = ["cell.hidden_size=8", "task.delay=2", "task.copy_length=3", "train.steps=4",
+TINY = ["cell.hidden_size=8", "task.length=2", "task.copy_length=3", "train.steps=4",
         "train.log_every=2", "train.num_seeds=2", "train.batch_size=4",
         "train.eval_batch_size=8", "gradients.every=2", "gradients.batch_size=4",
         "logger.progress=false", "logger.wandb.mode=disabled", "logger.plots=false"]
@@ -24,7 +24,7 @@ def sweep(tmp_path_factory):
         execute(compose([f"cell={cell}", *TINY]), root / f"{i}_copy_{cell}")
     bad = root / "2_copy_gru"
     with pytest.raises(ValueError):
-        execute(compose(["cell=gru", *TINY, "task.delay=0"]), bad)
+        execute(compose(["cell=gru", *TINY, "task.length=0"]), bad)
     return root
 
 
@@ -41,7 +41,7 @@ def test_report_tables_and_figures(sweep, tmp_path):
         assert row["param_count"] == summary["param_count"]
     md = written["report"].read_text()
     assert "| lstm | 8 |" in md and "| rnn | 8 |" in md and "| baseline |" in md
-    assert "delay must be an int >= 1; got 0" in md
+    assert "length must be an int >= 1; got 0" in md
     assert written["gradient_flow_copy"].stat().st_size > 0
 
 

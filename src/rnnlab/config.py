@@ -62,7 +62,7 @@ class TrainConfig:
 @dataclasses.dataclass
 class GradientsConfig:
     enabled: bool = True  # log ||dL/dh_t|| through time
-    every: int = 500  # steps between measurements (a multiple of train.log_every); 0: init only
+    every: int = 500  # steps between measurements (a multiple of train.log_every); 0: init, end
     batch_size: int = 64  # sequences per measurement
 
 

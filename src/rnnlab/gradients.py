@@ -56,7 +56,7 @@ def loss_and_gradients(loss_fn: Callable[[Any, Any], tuple[jax.Array, Any]], par
 def layer_name(path: tuple[str, ...]) -> str:
     """``('recurrent', 'layer_0', 'carry')`` -> ``'layer_0'``; keeps the path below the model."""
     parts = [p for p in path if p not in (PROBE_NAME, "recurrent")]
-    return "/".join(parts)
+    return "/".join(parts) or "layer"
 
 
 def norms_through_time(probe_grads, seq_lengths_B=None) -> dict[str, dict[str, jax.Array]]:

@@ -82,7 +82,9 @@ def fit(trainer: Trainer, keys: jax.Array, logger: Logger, seeds: list[int], *,
                     f"training diverged: non-finite loss at step {step} for every seed "
                     f"(train losses {tm[LOSS].tolist()}); lower optim.learning_rate or set "
                     f"optim.grad_clip")
-            if gradients_every and step % gradients_every == 0:
+            last_chunk = step == trainer.steps
+            if gradients_every is not None and (
+                    last_chunk or (gradients_every and step % gradients_every == 0)):
                 logger.log_gradients(step, _host(probe(state)), seeds)
             if bar is not None:
                 bar.update(trainer.chunk_size)

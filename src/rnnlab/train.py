@@ -186,6 +186,7 @@ class Trainer:
     chunk_size: int
     grad_clip: float | None
     probe_batch_size: int
+    eval_batch_size: int = 512
 
     @property
     def num_chunks(self) -> int:
@@ -239,7 +240,7 @@ class Trainer:
         return state, out
 
     def evaluate(self, state: TrainState) -> dict[str, jax.Array]:
-        batch = self.task.eval_batch(state.eval_key)
+        batch = self.task.eval_batch(state.eval_key, self.eval_batch_size)
         return self.task.metrics(self.apply(state.params, batch), batch)
 
     def probe(self, state: TrainState) -> dict[str, dict[str, jax.Array]]:
@@ -276,9 +277,9 @@ def make_train(cfg) -> Trainer:
     if t.steps % chunk:
         raise ValueError(f"train.steps={t.steps} must be a multiple of train.log_every={chunk}")
     g = cfg.gradients
-    if g.enabled and g.every and g.every % chunk:
+    if g.enabled and g.every and g.every < t.steps and g.every % chunk:
         raise ValueError(f"gradients.every={g.every} must be a multiple of "
-                         f"train.log_every={chunk} (or 0 for the initial measurement only)")
+                         f"train.log_every={chunk} (or 0: at initialisation and the end only)")
     task = build_task(cfg)
     cells = None
     if cfg.model.param_budget is not None:
@@ -287,7 +288,8 @@ def make_train(cfg) -> Trainer:
     tx, schedule = build_optimizer(cfg.optim, int(t.steps))
     return Trainer(task=task, model=model, tx=tx, schedule=schedule,
                    batch_size=int(t.batch_size), steps=int(t.steps), chunk_size=chunk,
-                   grad_clip=cfg.optim.grad_clip, probe_batch_size=int(g.batch_size))
+                   grad_clip=cfg.optim.grad_clip, probe_batch_size=int(g.batch_size),
+                   eval_batch_size=int(t.eval_batch_size))
 
 
 def seed_keys(cfg) -> jax.Array:

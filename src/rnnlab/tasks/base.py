@@ -3,8 +3,9 @@
 A task is a frozen dataclass of its sizes with pure, jittable methods:
 
 * ``sample(key, batch_size) -> Batch``: a training batch, generated on the device.
-* ``eval_batch(key) -> Batch``: the held-out evaluation batch (fresh sequences for synthetic
-  tasks; the validation or test windows for data sets).
+* ``eval_batch(key, batch_size) -> Batch``: the held-out evaluation batch (``batch_size``
+  fresh sequences from a key stream never used for training, for synthetic tasks; every
+  validation window, whatever ``batch_size``, for data sets).
 * ``loss(out, batch) -> scalar`` and ``metrics(out, batch) -> dict`` of scalars.
 * ``baselines() -> dict[str, float]``: analytic baselines logged beside the model's numbers,
   keyed like the metric they compare with (``loss`` for the memoryless cross-entropy, ...).
@@ -81,7 +82,6 @@ class Task:
     vocab_size: ClassVar[int | None] = None
     input_size: ClassVar[int | None] = None
     output_size: ClassVar[int] = 1
-    eval_batch_size: ClassVar[int] = 512
 
     @property
     def sequence_length(self) -> int:
@@ -90,8 +90,8 @@ class Task:
     def sample(self, key: jax.Array, batch_size: int) -> Batch:
         raise NotImplementedError
 
-    def eval_batch(self, key: jax.Array) -> Batch:
-        return self.sample(key, self.eval_batch_size)
+    def eval_batch(self, key: jax.Array, batch_size: int) -> Batch:
+        return self.sample(key, batch_size)
 
     def loss(self, out, batch: Batch) -> jax.Array:
         raise NotImplementedError

@@ -1,7 +1,9 @@
 """The copy task (Arjovsky, Shah & Bengio 2016, "Unitary evolution RNNs", section 4.1).
 
 Alphabet: blank ``0``, symbols ``1..num_symbols`` (8), delimiter ``num_symbols + 1`` (9).
-Input (length ``T + 2·copy_length``): ``copy_length`` (10) random symbols, ``T - 1`` blanks,
+``T`` is the task's ``length`` field (Arjovsky et al.'s T, the delay), as every recall task's
+``length`` is its paper's T. Input (``T + 2·copy_length`` steps): ``copy_length`` (10) random
+symbols, ``T - 1`` blanks,
 the delimiter, ``copy_length`` blanks. Target: ``T + copy_length`` blanks, then the symbols.
 The model is read at every step; the loss is the cross-entropy averaged over all steps.
 
@@ -28,19 +30,19 @@ from rnnlab.tasks.base import Batch, Task, accuracy, cross_entropy, register_tas
 @dataclasses.dataclass(frozen=True)
 class CopyTask(Task):
     """Attributes:
-      delay: T, the number of steps between the last symbol and the delimiter, plus one.
+      length: T, the delay: steps from the last symbol to the delimiter, plus one.
       copy_length: number of symbols to remember (10).
       num_symbols: alphabet size without blank and delimiter (8).
     """
 
-    delay: int = 5
+    length: int = 5
     copy_length: int = 10
     num_symbols: int = 8
 
     readout = "every"
 
     def __post_init__(self):
-        for name in ("delay", "copy_length", "num_symbols"):
+        for name in ("length", "copy_length", "num_symbols"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"copy task: {name} must be an int >= 1; got {value!r}")
@@ -55,10 +57,10 @@ class CopyTask(Task):
 
     @property
     def sequence_length(self) -> int:
-        return self.delay + 2 * self.copy_length
+        return self.length + 2 * self.copy_length
 
     def sample(self, key, batch_size):
-        K, T = self.copy_length, self.delay
+        K, T = self.copy_length, self.length
         symbols_BxK = jax.random.randint(key, (batch_size, K), 1, self.num_symbols + 1)
         blanks = jnp.zeros((batch_size, T - 1), jnp.int32)
         delim = jnp.full((batch_size, 1), self.num_symbols + 1, jnp.int32)

@@ -173,8 +173,8 @@ class ForecastTask(Task):
         i_B = jax.random.randint(key, (batch_size,), 0, n, dtype=jnp.int32)
         return self._gather(self._train_origins[i_B])
 
-    def eval_batch(self, key):
-        """Every validation window (the key is unused: the batch is fixed)."""
+    def eval_batch(self, key, batch_size=None):
+        """Every validation window (key and batch size are unused: the batch is fixed)."""
         return self._batches["val"]
 
     def test_batch(self) -> Batch:
