@@ -7,7 +7,8 @@ A training step is forward + backpropagation through time in float32 with the lo
 implementation of a shape is warmed up first, then the repetitions are interleaved (one of each
 in turn) so that drift in the machine's load hits all alike; the table reports medians.
 
-  rnnlab   rnnlab.recurrent.Recurrent(cell): input projection outside lax.scan
+  rnnlab   rnnlab.recurrent.Recurrent(cell), projection="auto" (in_scan on CPU, hoisted on
+           GPU/TPU); the other projection is timed too ("other projection ms")
   flax     flax.linen.RNN(cell) with nn.OptimizedLSTMCell and nn.LSTMCell (lstm), nn.GRUCell
            (gru), nn.SimpleCell (rnn); the peephole LSTM has no Flax cell (n/a)
   torch    torch.nn.LSTM / GRU / RNN(tanh), batch_first, when torch imports (n/a otherwise)
@@ -40,7 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab.cells import GRU, LSTM, PeepholeLSTM, SimpleRNN
-from rnnlab.recurrent import Recurrent
+from rnnlab.recurrent import Recurrent, resolve_projection
 
 DEFAULT_SHAPES = "64,128,32,128;32,512,64,256"  # B,T,D,H;...
 QUICK_SHAPES = "8,16,8,16;16,64,16,32"
@@ -97,8 +98,9 @@ def jax_step(model: nn.Module, shape: Shape, seed: int) -> Callable[[], None]:
     return run
 
 
-def rnnlab_step(cell: str, shape: Shape, unroll: int) -> Callable[[], None]:
-    model = Recurrent(RNNLAB_CELLS[cell](hidden_size=shape.H), unroll=unroll)
+def rnnlab_step(cell: str, shape: Shape, unroll: int, projection: str) -> Callable[[], None]:
+    model = Recurrent(RNNLAB_CELLS[cell](hidden_size=shape.H), unroll=unroll,
+                      projection=projection)
     return jax_step(model, shape, seed=0)
 
 
@@ -148,7 +150,9 @@ def fmt(v: float | None, digits: int = 2) -> str:
 def bench_shape(shape: Shape, cells: list[str], torch, torch_device: str, args) -> list[dict]:
     steps: dict[str, Callable[[], None]] = {}
     for cell in cells:
-        steps[f"rnnlab/{cell}"] = rnnlab_step(cell, shape, args.unroll)
+        for projection in ("hoisted", "in_scan"):
+            steps[f"rnnlab/{cell}/{projection}"] = rnnlab_step(cell, shape, args.unroll,
+                                                               projection)
         for label, flax_cell in FLAX_CELLS[cell]:
             steps[f"flax/{cell}/{label}"] = flax_step(flax_cell, shape, args.unroll)
         if torch is not None and cell in TORCH_MODULES:
@@ -156,18 +160,22 @@ def bench_shape(shape: Shape, cells: list[str], torch, torch_device: str, args) 
     ms = measure(steps, args.warmup, args.reps)
     rows = []
     for cell in cells:
-        r, t = ms[f"rnnlab/{cell}"], ms.get(f"torch/{cell}")
+        auto = resolve_projection("auto")
+        other = "hoisted" if auto == "in_scan" else "in_scan"
+        r, t = ms[f"rnnlab/{cell}/{auto}"], ms.get(f"torch/{cell}")
         variants = FLAX_CELLS[cell] or [("n/a", None)]
         for label, _ in variants:
             f = ms.get(f"flax/{cell}/{label}")
-            rows.append({"shape": str(shape), "cell": cell, "rnnlab_ms": r, "flax_cell": label,
+            rows.append({"shape": str(shape), "cell": cell, "rnnlab_ms": r,
+                         "projection": auto, "other_ms": ms[f"rnnlab/{cell}/{other}"],
+                         "flax_cell": label,
                          "flax_ms": f, "torch_ms": t, "rnnlab/flax": ratio(r, f),
                          "rnnlab/torch": ratio(r, t)})
     return rows
 
 
-COLUMNS = ["shape", "cell", "rnnlab_ms", "flax_cell", "flax_ms", "torch_ms", "rnnlab/flax",
-           "rnnlab/torch"]
+COLUMNS = ["shape", "cell", "projection", "rnnlab_ms", "other_ms", "flax_cell", "flax_ms",
+           "torch_ms", "rnnlab/flax", "rnnlab/torch"]
 
 
 def as_text(row: dict, key: str) -> str:
@@ -178,8 +186,8 @@ def as_text(row: dict, key: str) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    head = ["B×T×D×H", "cell", "rnnlab ms", "flax cell", "flax ms", "torch ms", "rnnlab/flax",
-            "rnnlab/torch"]
+    head = ["B×T×D×H", "cell", "projection (auto)", "rnnlab ms", "other projection ms",
+            "flax cell", "flax ms", "torch ms", "rnnlab/flax", "rnnlab/torch"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(as_text(r, k) for k in COLUMNS) + " |" for r in rows]
     return "\n".join(lines)

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rnnlab.cells import GRU, LSTM, LSTMCarry, SimpleRNN
-from rnnlab.recurrent import Recurrent, RecurrentStack
+from rnnlab.cells import GRU, LSTM, LSTMCarry, PeepholeLSTM, SimpleRNN
+from rnnlab.recurrent import Recurrent, RecurrentStack, resolve_projection
 from rnnlab.testing import random_like
 
 B, T, D, H = 3, 5, 3, 4  # the sizes of the shared cell suite, so compiled ops are reused
@@ -172,10 +172,10 @@ def test_learned_initial_carry_is_a_param_and_changes_outputs():
         assert np.abs(g).max() > 0
 
 
-def test_unroll_and_remat_change_nothing():
-    cell = GRU(H)
+@pytest.mark.parametrize("cell", [GRU(H), PeepholeLSTM(H)], ids=["gru", "peephole"])
+def test_unroll_remat_and_projection_change_nothing(cell):
     x = inputs()
-    base = Recurrent(cell, reverse=True)
+    base = Recurrent(cell, reverse=True, projection="hoisted")
     params = init(base, x, seq_lengths_B=LENGTHS)
     w = jnp.asarray(np.random.default_rng(1).standard_normal((B, T, H)), jnp.float32)
 
@@ -187,9 +187,17 @@ def test_unroll_and_remat_change_nothing():
         return jax.jit(jax.value_and_grad(loss))(params)
 
     want = loss_and_grad(base)
-    for options in ({"unroll": 3}, {"remat": True}):
+    for options in ({"unroll": 3}, {"remat": True}, {"projection": "in_scan"},
+                    {"projection": "in_scan", "unroll": 2, "remat": True}):
         got = loss_and_grad(Recurrent(cell, reverse=True, **options))
         assert_trees_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_projection_auto_and_bad_values():
+    assert resolve_projection("auto") == ("in_scan" if jax.default_backend() == "cpu"
+                                          else "hoisted")
+    with pytest.raises(ValueError, match="projection='fused' is not accepted"):
+        resolve_projection("fused")
 
 
 def test_seq_lengths_of_wrong_shape_raise():

@@ -32,6 +32,7 @@ class ModelConfig:
     learn_initial_carry: bool = False  # learn the initial carry instead of zeros
     unroll: int = 1  # scan unroll factor (>= 1)
     remat: bool = False  # recompute steps in the backward pass to save memory
+    projection: str = "auto"  # auto | hoisted | in_scan: where the input matmul runs
 
 
 @dataclasses.dataclass

@@ -48,6 +48,7 @@ class SequenceModel(nn.Module):
     unroll: int = 1
     remat: bool = False
     learn_initial_carry: bool = False
+    projection: str = "auto"
 
     @nn.compact
     def __call__(self, x, seq_lengths_B=None, *, deterministic: bool = True):
@@ -63,7 +64,8 @@ class SequenceModel(nn.Module):
             x_BxTxD = x.astype(jnp.float32)
         stack = RecurrentStack(self.cells, bidirectional=self.bidirectional, merge=self.merge,
                                dropout=self.dropout, unroll=self.unroll, remat=self.remat,
-                               learn_initial_carry=self.learn_initial_carry, name="recurrent")
+                               learn_initial_carry=self.learn_initial_carry,
+                               projection=self.projection, name="recurrent")
         y_BxTxH, carries = stack(x_BxTxD, seq_lengths_B, deterministic=deterministic)
         if self.readout == "last":
             last = carries[-1]

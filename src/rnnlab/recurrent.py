@@ -58,13 +58,17 @@ def _masked_step(step: StepFn, params, carry, xp_BxG, mask_B, eps):
 
 
 def scan_driver(step: StepFn, params, xp_BxTxG: jax.Array, carry, seq_lengths_B=None, *,
-                reverse: bool = False, unroll: int = 1, remat: bool = False, probe=None):
+                reverse: bool = False, unroll: int = 1, remat: bool = False, probe=None,
+                project_step=None):
     """Runs ``step`` over time with ``jax.lax.scan``.
 
     Args:
       step: a cell's pure step ``(params, carry, xp_BxG) -> (carry, h_BxH)``.
       params: the cell's parameters.
-      xp_BxTxG: the input projection for all steps.
+      xp_BxTxG: the input projection for all steps; with ``project_step``, the raw inputs
+        ``x_BxTxD`` instead.
+      project_step: optional ``(params, x_BxD) -> xp_BxG``, applied inside the scan (see
+        :class:`Recurrent`'s ``projection``).
       carry: initial carry, a NamedTuple of ``[B, H]`` arrays with an ``h`` field.
       seq_lengths_B: optional int ``[B]`` valid lengths; later steps are padding.
       reverse: run from the last step to the first (outputs stay aligned with inputs).
@@ -80,6 +84,8 @@ def scan_driver(step: StepFn, params, xp_BxTxG: jax.Array, carry, seq_lengths_B=
 
     def body(c, inputs):
         xp_BxG, mask_B, eps = inputs
+        if project_step is not None:
+            xp_BxG = project_step(params, xp_BxG)
         return _masked_step(step, params, c, xp_BxG, mask_B, eps)
 
     if remat:
@@ -90,7 +96,8 @@ def scan_driver(step: StepFn, params, xp_BxTxG: jax.Array, carry, seq_lengths_B=
 
 
 def loop_driver(step: StepFn, params, xp_BxTxG: jax.Array, carry, seq_lengths_B=None, *,
-                reverse: bool = False, unroll: int = 1, remat: bool = False, probe=None):
+                reverse: bool = False, unroll: int = 1, remat: bool = False, probe=None,
+                project_step=None):
     """A plain Python loop with ``scan_driver``'s signature; the tests' reference.
 
     ``unroll`` and ``remat`` change how the scan is compiled, not what it computes, so the
@@ -103,7 +110,8 @@ def loop_driver(step: StepFn, params, xp_BxTxG: jax.Array, carry, seq_lengths_B=
     for t in order:
         mask_B = None if mask_TxB is None else mask_TxB[t]
         eps = None if probe is None else jax.tree.map(lambda p, t=t: p[t], probe)
-        carry, ys[t] = _masked_step(step, params, carry, xp_BxTxG[:, t], mask_B, eps)
+        xp_BxG = xp_BxTxG[:, t] if project_step is None else project_step(params, xp_BxTxG[:, t])
+        carry, ys[t] = _masked_step(step, params, carry, xp_BxG, mask_B, eps)
     return jnp.stack(ys, axis=1), carry
 
 
@@ -117,6 +125,12 @@ class Recurrent(nn.Module):
       remat: rematerialise each step in the backward pass (saves memory on long sequences).
       learn_initial_carry: learn the initial carry (one ``[H]`` vector per carry field,
         zeros at init, broadcast over the batch) instead of using zeros.
+      projection: where the input-to-gates product runs. ``hoisted``: one matmul over all
+        steps before the scan (cuDNN's and PyTorch's layout; fastest on GPU and TPU).
+        ``in_scan``: one ``[B, D] x [D, G]`` product per step inside the scan (measured faster
+        on XLA:CPU, where the per-step slices of a hoisted projection and the slice-by-slice
+        write-back of its gradient run slowly; see ``docs/benchmarks.md``). ``auto``:
+        ``in_scan`` on CPU, ``hoisted`` elsewhere. The results are the same.
     """
 
     cell: Cell
@@ -124,6 +138,7 @@ class Recurrent(nn.Module):
     unroll: int = 1
     remat: bool = False
     learn_initial_carry: bool = False
+    projection: str = "auto"
 
     @nn.compact
     def __call__(self, x_BxTxD: jax.Array, seq_lengths_B: jax.Array | None = None,
@@ -148,10 +163,26 @@ class Recurrent(nn.Module):
                 self.is_mutable_collection(PROBES) and not self.is_initializing()):
             zeros = jax.tree.map(lambda z: jnp.zeros((T, *z.shape), z.dtype), carry)
             probe = self.variable(PROBES, PROBE_NAME, lambda: zeros).value
-        xp_BxTxG = self.cell.project(params, x_BxTxD)
-        return scan_driver(self.cell.step, params, xp_BxTxG, carry, seq_lengths_B,
+        if resolve_projection(self.projection) == "hoisted":
+            xs, project_step = self.cell.project(params, x_BxTxD), None
+        else:
+            self.cell.check_input(params, x_BxTxD)
+            xs, project_step = x_BxTxD, self.cell.project_step
+        return scan_driver(self.cell.step, params, xs, carry, seq_lengths_B,
                            reverse=self.reverse, unroll=self.unroll, remat=self.remat,
-                           probe=probe)
+                           probe=probe, project_step=project_step)
+
+
+PROJECTIONS = ("auto", "hoisted", "in_scan")
+
+
+def resolve_projection(projection: str) -> str:
+    """``auto`` -> ``in_scan`` on CPU, ``hoisted`` on accelerators."""
+    if projection not in PROJECTIONS:
+        raise ValueError(f"projection={projection!r} is not accepted; use one of {PROJECTIONS}")
+    if projection == "auto":
+        return "in_scan" if jax.default_backend() == "cpu" else "hoisted"
+    return projection
 
 
 def merge_directions(forward: jax.Array, backward: jax.Array, merge: str) -> jax.Array:
@@ -181,6 +212,7 @@ class RecurrentStack(nn.Module):
     unroll: int = 1
     remat: bool = False
     learn_initial_carry: bool = False
+    projection: str = "auto"
 
     @nn.compact
     def __call__(self, x_BxTxD, seq_lengths_B=None, *, deterministic: bool = True):
@@ -191,7 +223,7 @@ class RecurrentStack(nn.Module):
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
         opts = dict(unroll=self.unroll, remat=self.remat,
-                    learn_initial_carry=self.learn_initial_carry)
+                    learn_initial_carry=self.learn_initial_carry, projection=self.projection)
         carries = []
         for i, cell in enumerate(self.cells):
             if i > 0 and self.dropout > 0:

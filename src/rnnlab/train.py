@@ -125,6 +125,7 @@ def build_model(cfg, task: Task, cells: tuple | None = None) -> SequenceModel:
         unroll=int(m.unroll),
         remat=bool(m.remat),
         learn_initial_carry=bool(m.learn_initial_carry),
+        projection=m.projection,
     )
 
 

@@ -143,6 +143,13 @@ class Cell:
         return jnp.einsum("btd,dg->btg", x_BxTxD.astype(dt), params["kernel"].astype(dt)) + \
             params["bias"].astype(dt)[None, None, :]
 
+    def project_step(self, params: Params, x_BxD: jax.Array) -> jax.Array:
+        """The projection of one step, ``x W + b``, ``[B, G]``: what ``project`` computes for
+        each step, used when the driver projects inside the scan. A cell that overrides
+        ``project`` overrides this too."""
+        dt = dtype_of(self.dtype)
+        return x_BxD.astype(dt) @ params["kernel"].astype(dt) + params["bias"].astype(dt)[None, :]
+
     def step(self, params: Params, carry, xp_BxG: jax.Array):
         raise NotImplementedError
 

@@ -17,10 +17,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -102,7 +98,10 @@ def forecast_figure(series: dict[str, Any], path: str | Path, *, title: str,
     h = step - 1
     pred_SxN = np.stack([p[:, h] for p in live])
     times = _axis_times(series["time"])
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
+
+    fig = Figure(figsize=(8, 3.6))
+    ax = fig.subplots()
     ax.plot(times, actual_NxH[:, h], color="k", lw=1.4, label="truth")
     if "naive" in series["baselines"]:
         ax.plot(times, _as_array(series["baselines"]["naive"])[:, h], color="0.55", ls="--",
@@ -122,5 +121,4 @@ def forecast_figure(series: dict[str, Any], path: str | Path, *, title: str,
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path

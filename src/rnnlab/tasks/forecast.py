@@ -32,6 +32,7 @@ import pandas as pd
 
 from rnnlab.forecast.baselines import naive
 from rnnlab.forecast.data import MISSING_OPTIONS, load_csv, load_dataset
+from rnnlab.forecast.plots import SERIES_KEY, series_record
 from rnnlab.forecast.prepare import ForecastData, prepare
 from rnnlab.forecast.scaling import SCALERS
 from rnnlab.forecast.windows import TRANSFORMS
@@ -211,7 +212,8 @@ class ForecastTask(Task):
     def final_report(self, trainer, state, alive) -> dict[str, Any]:
         """Test-span accuracy in the series' units: each seed's forecasts (``None`` for a
         diverged seed), their mean over the live seeds, and every baseline's, all on the same
-        test windows. ``state`` is vmapped over seeds."""
+        test windows; under ``series`` the forecasts themselves
+        (:func:`rnnlab.forecast.plots.series_record`). ``state`` is vmapped over seeds."""
         batch = self.test_batch()
         pred_SxNxH = np.asarray(jax.jit(jax.vmap(
             lambda params: trainer.apply(params, batch)))(state.params))
@@ -221,10 +223,13 @@ class ForecastTask(Task):
         live = [m for m in per_seed if m is not None]
         mean = {k: float(np.mean([m[k] for m in live])) for k in live[0]} if live else {}
         table = self.baseline_table("test")
+        levels_SxNxH = np.stack([self._data.to_levels(pred, "test") for pred in pred_SxNxH])
         return {"forecast": {
             "split": "test", "windows": self._data.num_windows("test"),
             "model": mean, "per_seed": per_seed,
-            "baselines": {name: row.to_dict() for name, row in table.iterrows()}}}
+            "baselines": {name: row.to_dict() for name, row in table.iterrows()},
+            # the forecasts themselves, for rnnlab.report's forecast-vs-truth figure
+            SERIES_KEY: series_record(self._data, levels_SxNxH, alive, "test")}}
 
     def label(self) -> str:
         """``forecast(SOURCE: field=value, ...)`` with the fields that differ from defaults."""
