@@ -40,7 +40,7 @@ def test_report_tables_and_figures(sweep, tmp_path):
         assert row["baseline_loss"] == pytest.approx(3 * np.log(8) / 8)
         assert row["param_count"] == summary["param_count"]
     md = written["report"].read_text()
-    assert "| lstm | 8 |" in md and "| rnn | 8 |" in md and "| baseline |" in md
+    assert "| lstm | 2 |" in md and "| rnn | 2 |" in md and "| baseline |" in md  # T = length
     assert "length must be an int >= 1; got 0" in md
     assert written["gradient_flow_copy"].stat().st_size > 0
 

@@ -57,6 +57,14 @@ def _task_fields(run: Path) -> dict:
     return out
 
 
+def _length(row) -> int:
+    """The task's T (its ``length`` field) where it has one, else the sequence length."""
+    value = row.get("task.length")
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        value = row["sequence_length"]
+    return int(value)
+
+
 def results_table(runs: list[Path]) -> pd.DataFrame:
     rows = []
     for run in runs:
@@ -74,6 +82,8 @@ def results_table(runs: list[Path]) -> pd.DataFrame:
             row[f"baseline_{metric}"] = value
         for key, value in s.get("gradients", {}).items():
             row[f"grad_{key}"] = np.inf if value == "inf" else value
+        if row.get("sequence_length") is not None:
+            row["T"] = _length(row)
         for key, value in s.get("forecast", {}).get("overall", {}).items():
             row[f"test_{key}"] = value
         rows.append(row)
@@ -97,11 +107,10 @@ def markdown(df: pd.DataFrame) -> str:
                                            if f"{m}_mean" in g and g[f"{m}_mean"].notna().any()],
                   "solved"]
         lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-        for _, r in g.sort_values(["sequence_length", "cell"]).iterrows():
+        for _, r in g.sort_values(["T", "cell"]).iterrows():
             vals = [_fmt(r[f"{m}_mean"], r.get(f"{m}_std")) for m in metrics
                     if f"{m}_mean" in g and g[f"{m}_mean"].notna().any()]
-            lines.append(f"| {r['cell']} | {int(r['sequence_length'])} | "
-                         f"{int(r['param_count']):,} | "
+            lines.append(f"| {r['cell']} | {_length(r)} | {int(r['param_count']):,} | "
                          + " | ".join(vals) + f" | {r['solved_fraction']:.0%} |")
         base = {c[len("baseline_"):]: g[c].iloc[0] for c in g.columns
                 if c.startswith("baseline_") and g[c].notna().any()}
@@ -115,8 +124,8 @@ def markdown(df: pd.DataFrame) -> str:
             lines += ["Gradient half-life in steps (ln 2 / decay rate of ||dL/dh_t||; inf: no "
                       "decay):", "", "| cell | T | " + " | ".join(c[5:] for c in hl) + " |",
                       "|" + " --- |" * (len(hl) + 2)]
-            for _, r in g.sort_values(["sequence_length", "cell"]).iterrows():
-                lines.append(f"| {r['cell']} | {int(r['sequence_length'])} | "
+            for _, r in g.sort_values(["T", "cell"]).iterrows():
+                lines.append(f"| {r['cell']} | {_length(r)} | "
                              + " | ".join(f"{r[c]:.3g}" for c in hl) + " |")
             lines.append("")
     if len(failed):
@@ -142,7 +151,7 @@ def gradient_flow_figure(df: pd.DataFrame, task: str, path: Path, layer: str = "
         mean = g[f"{layer}/mean"]
         for ax, m, when in ((axes[0], 0, "initialisation"), (axes[1], -1, "after training")):
             ax.semilogy(np.nanmean(mean[m], axis=0), color=colors[r["cell"]], lw=1.3,
-                        label=f"{r['cell']} (T={r['sequence_length']})")
+                        label=f"{r['cell']} (T={_length(r)})")
             ax.set_title(f"{task}: {when} (step {int(g['steps'][m])})", fontsize=9)
     for ax in axes:
         ax.set_xlabel("t (loss read at the end)")
@@ -159,18 +168,18 @@ def gradient_flow_figure(df: pd.DataFrame, task: str, path: Path, layer: str = "
 
 def metric_vs_length_figure(df: pd.DataFrame, task: str, path: Path, metric: str):
     runs = df[(df["task"] == task) & (df["status"] == "ok")]
-    if runs["sequence_length"].nunique() < 2 or f"{metric}_mean" not in runs:
+    if runs["T"].nunique() < 2 or f"{metric}_mean" not in runs:
         return False
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for cell, g in runs.groupby("cell"):
-        g = g.sort_values("sequence_length")
-        ax.errorbar(g["sequence_length"], g[f"{metric}_mean"], yerr=g[f"{metric}_std"],
+        g = g.sort_values("T")
+        ax.errorbar(g["T"], g[f"{metric}_mean"], yerr=g[f"{metric}_std"],
                     marker="o", capsize=3, label=cell)
     if f"baseline_{metric}" in runs:
-        b = runs.sort_values("sequence_length")
-        ax.plot(b["sequence_length"], b[f"baseline_{metric}"], "k--", label="baseline")
+        b = runs.sort_values("T")
+        ax.plot(b["T"], b[f"baseline_{metric}"], "k--", label="baseline")
     ax.set_xscale("log")
-    ax.set_xlabel("sequence length")
+    ax.set_xlabel("T (the task's length)")
     ax.set_ylabel(f"held-out {metric}")
     ax.set_title(task)
     ax.grid(alpha=0.3, which="both")
