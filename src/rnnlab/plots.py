@@ -65,7 +65,7 @@ def gradient_curves(grads: dict[str, np.ndarray], title: str, path: Path) -> Non
         for m, step in enumerate(steps):
             ax.semilogy(np.nanmean(mean_MxSxT[m], axis=0), color=cmap(m / max(len(steps) - 1, 1)),
                         label=f"step {step}", lw=1.2)
-        ax.set_xlabel("t (readout at the end)")
+        ax.set_xlabel("t")
         ax.set_ylabel(f"||dL/d{name.split('/')[-1]}_t||")
         ax.set_title(name, fontsize=8)
         ax.grid(alpha=0.3, which="both")

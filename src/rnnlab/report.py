@@ -154,7 +154,7 @@ def gradient_flow_figure(df: pd.DataFrame, task: str, path: Path, layer: str = "
                         label=f"{r['cell']} (T={_length(r)})")
             ax.set_title(f"{task}: {when} (step {int(g['steps'][m])})", fontsize=9)
     for ax in axes:
-        ax.set_xlabel("t (loss read at the end)")
+        ax.set_xlabel("t")
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel(f"||dL/d{layer.split('/')[-1]}_t|| ({layer}, seed mean)")
     handles, labels = axes[1].get_legend_handles_labels()
