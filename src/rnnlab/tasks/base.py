@@ -16,13 +16,19 @@ Class attributes say how the model reads the task: ``readout`` (``every`` step o
 """
 
 import dataclasses
-import typing
 from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-TASKS: dict[str, type] = {}
+from rnnlab.registry import Registry
+
+TASK_REGISTRY = Registry("task")
+TASKS = TASK_REGISTRY.entries
+register_task = TASK_REGISTRY.register
+get_task_class = TASK_REGISTRY.get
+make_task = TASK_REGISTRY.make
+task_schema = TASK_REGISTRY.schema
 
 
 class Batch(NamedTuple):
@@ -34,44 +40,6 @@ class Batch(NamedTuple):
     y: jax.Array
     weight: jax.Array
     seq_lengths: jax.Array | None = None
-
-
-def register_task(name: str):
-    def wrap(cls):
-        if name in TASKS and TASKS[name] is not cls:
-            raise ValueError(f"task name {name!r} is already registered to {TASKS[name]}")
-        TASKS[name] = cls
-        cls.registered_name = name
-        return cls
-
-    return wrap
-
-
-def get_task_class(name: str) -> type:
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; registered tasks: {sorted(TASKS)}")
-    return TASKS[name]
-
-
-def make_task(name: str, **options):
-    cls = get_task_class(name)
-    accepted = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise TypeError(f"task {name!r} has no option(s) {unknown}; accepted: {sorted(accepted)}")
-    return cls(**options)
-
-
-def task_schema(name: str) -> type:
-    """Config dataclass for Hydra's ConfigStore: ``name`` plus the task's fields."""
-    cls = get_task_class(name)
-    hints = typing.get_type_hints(cls)
-    fields: list[Any] = [("name", str, dataclasses.field(default=name))]
-    for f in dataclasses.fields(cls):
-        default = (dataclasses.field(default_factory=f.default_factory)
-                   if f.default is dataclasses.MISSING else dataclasses.field(default=f.default))
-        fields.append((f.name, hints[f.name], default))
-    return dataclasses.make_dataclass(f"{cls.__name__}Config", fields)
 
 
 @dataclasses.dataclass(frozen=True)
