@@ -37,8 +37,16 @@ import math
 import jax
 import jax.numpy as jnp
 
-from rnnlab.tasks.base import Batch, Task, accuracy, cross_entropy, register_task
-from rnnlab.tasks.selective_copy import check_int, random_subsets, sorted_random_positions
+from rnnlab.tasks.base import (
+    Batch,
+    Task,
+    accuracy,
+    check_int,
+    cross_entropy,
+    random_subsets,
+    register_task,
+    sorted_random_positions,
+)
 
 SOLVED_ACCURACY = 0.99
 

@@ -23,7 +23,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from rnnlab.tasks.base import Batch, Task, accuracy, cross_entropy, register_task
+from rnnlab.tasks.base import Batch, Task, accuracy, check_int, cross_entropy, register_task
 
 
 @register_task("copy")
@@ -43,9 +43,7 @@ class CopyTask(Task):
 
     def __post_init__(self):
         for name in ("length", "copy_length", "num_symbols"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"copy task: {name} must be an int >= 1; got {value!r}")
+            check_int("copy", name, getattr(self, name), 1)
 
     @property
     def vocab_size(self) -> int:  # type: ignore[override]

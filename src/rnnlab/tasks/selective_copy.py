@@ -33,28 +33,17 @@ import math
 import jax
 import jax.numpy as jnp
 
-from rnnlab.tasks.base import Batch, Task, accuracy, cross_entropy, register_task
+from rnnlab.tasks.base import (
+    Batch,
+    Task,
+    accuracy,
+    check_int,
+    cross_entropy,
+    register_task,
+    sorted_random_positions,
+)
 
 SOLVED_ACCURACY = 0.99
-
-
-def random_subsets(key, batch_size: int, population: int, count: int) -> jax.Array:
-    """Per row, ``count`` distinct draws from ``0 .. population-1``, uniformly chosen, in
-    random order: int32 ``[batch_size, count]``, the indices of the ``count`` largest of
-    i.i.d. uniforms (the head of a random permutation, without a full sort)."""
-    u_BxN = jax.random.uniform(key, (batch_size, population), jnp.float32)
-    return jax.lax.top_k(u_BxN, count)[1].astype(jnp.int32)
-
-
-def sorted_random_positions(key, batch_size: int, num_slots: int, count: int) -> jax.Array:
-    """``count`` distinct positions out of ``0 .. num_slots-1`` per row, uniformly chosen, in
-    increasing order: int32 ``[batch_size, count]``."""
-    return jnp.sort(random_subsets(key, batch_size, num_slots, count), axis=1)
-
-
-def check_int(task: str, name: str, value, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{task} task: {name} must be an int >= {minimum}; got {value!r}")
 
 
 @register_task("selective_copy")
