@@ -76,3 +76,13 @@ def test_param_budget_rejects_conflicts_and_tiny_budgets():
         make_train(compose(["model.param_budget=5000", "model.hidden_sizes=[8]"]))
     with pytest.raises(ValueError, match="param_budget=10 is below the smallest model"):
         make_train(compose(["model.param_budget=10"]))
+
+
+def test_publish_skips_cleanly_offline(sweep, tmp_path, monkeypatch):
+    written = report.make_report(sweep, tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert report.publish(written) == "W&B report skipped: WANDB_MODE=offline"
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: never logged in
+    assert report.publish(written).startswith("W&B report skipped: not logged in")

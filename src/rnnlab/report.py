@@ -13,12 +13,21 @@ into ``--out`` (default: ``PATH``):
 * ``metric_vs_length_<task>.png`` when a task was run at several lengths: the first metric
   against the sequence length per cell, with the baseline.
 
+Forecast runs (``task=forecast``) get, instead of the task table, one table per data set: the
+test-span RMSE, MAE, MASE and sMAPE in the series' own units of every run (mean ± std over its
+seeds, from ``summary["forecast"]``) beside the naive, seasonal naive, drift, mean and AR(p)
+baselines on the same windows; and ``forecast_<data set>.png``, the best run's test-span
+forecasts against the truth and the naive forecast (:mod:`rnnlab.forecast.plots`). On a single
+run folder these land in that folder.
+
 ``--publish`` also creates a W&B report with the same panels when W&B is online (logged in,
 network reachable); offline it says so and skips.
 """
 
 import argparse
 import json
+import netrc
+import os
 import sys
 from pathlib import Path
 
@@ -29,7 +38,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from rnnlab.forecast.plots import SERIES_KEY, forecast_figure
 from rnnlab.plots import read_gradients
+
+FORECAST_METRICS = ("rmse", "mae", "mase", "smape")  # overall test-span metrics, in units
+# config fields recorded per run (besides every scalar task field), to tell variants apart
+RUN_FIELDS = (("model", ("param_budget", "num_layers", "bidirectional", "dropout")),
+              ("optim", ("name", "learning_rate")),
+              ("train", ("steps", "batch_size", "early_stopping_patience")))
 
 
 def find_runs(path: Path) -> list[Path]:
@@ -52,9 +68,33 @@ def _task_fields(run: Path) -> dict:
     cfg = yaml.safe_load(cfg_path.read_text()) or {}
     task = cfg.get("task", {})
     out = {f"task.{k}": v for k, v in task.items() if k != "name" and not isinstance(v, list)}
-    model = cfg.get("model", {})
-    out["model.param_budget"] = model.get("param_budget")
+    for group, keys in RUN_FIELDS:
+        node = cfg.get(group) or {}
+        out.update({f"{group}.{k}": node.get(k) for k in keys})
     return out
+
+
+def _forecast_fields(summary: dict, task_fields: dict) -> dict:
+    """Test-span metrics of a forecast run: ``test_<metric>_mean``/``_std`` over the live
+    seeds and ``test_baseline_<name>_<metric>``; ``dataset`` and ``target`` name the series."""
+    forecast = summary.get("forecast")
+    if not forecast:
+        return {}
+    path = task_fields.get("task.path")
+    row = {"dataset": Path(path).stem if path else task_fields.get("task.dataset"),
+           "target": (forecast.get(SERIES_KEY) or {}).get("target", task_fields.get(
+               "task.target")),
+           "test_windows": forecast.get("windows")}
+    live = [m for m in forecast.get("per_seed", []) if m]
+    for metric in FORECAST_METRICS:
+        values = np.array([m[metric] for m in live if m.get(metric) is not None], float)
+        values = values[np.isfinite(values)]
+        row[f"test_{metric}_mean"] = float(values.mean()) if values.size else np.nan
+        row[f"test_{metric}_std"] = float(values.std()) if values.size else np.nan
+    for name, metrics in forecast.get("baselines", {}).items():
+        for metric in FORECAST_METRICS:
+            row[f"test_baseline_{name}_{metric}"] = metrics.get(metric)
+    return row
 
 
 def _length(row) -> int:
@@ -74,7 +114,8 @@ def results_table(runs: list[Path]) -> pd.DataFrame:
                                           "solved_fraction", "steps_run", "train_seconds")})
         row["hidden_sizes"] = ",".join(map(str, s.get("hidden_sizes", []))) or None
         row["num_seeds"] = len(s.get("seeds", []))
-        row.update(_task_fields(run))
+        task_fields = _task_fields(run)
+        row.update(task_fields)
         for metric, stats in s.get("final", {}).items():
             for stat, value in stats.items():
                 row[f"{metric}_{stat}"] = value
@@ -84,8 +125,7 @@ def results_table(runs: list[Path]) -> pd.DataFrame:
             row[f"grad_{key}"] = np.inf if value == "inf" else value
         if row.get("sequence_length") is not None:
             row["T"] = _length(row)
-        for key, value in s.get("forecast", {}).get("overall", {}).items():
-            row[f"test_{key}"] = value
+        row.update(_forecast_fields(s, task_fields))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -96,11 +136,124 @@ def _fmt(mean, std) -> str:
     return f"{mean:.4g} ± {std:.2g}"
 
 
-def markdown(df: pd.DataFrame) -> str:
+# ---- forecast tables ------------------------------------------------------------------------
+# runs share a table when they forecast the same windows of the same series (same baselines)
+SPAN_FIELDS = ("dataset", "target", "task.horizon", "task.val_fraction", "task.test_fraction",
+               "task.val_start", "task.test_start")
+METRIC_NAMES = {"rmse": "RMSE", "mae": "MAE", "mase": "MASE", "smape": "sMAPE (%)"}
+
+
+def forecast_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """The finished forecast runs (those with test-span metrics)."""
+    if "test_rmse_mean" not in df or "dataset" not in df:
+        return df.iloc[0:0]
+    return df[(df["status"] == "ok") & df["dataset"].notna()]
+
+
+def forecast_groups(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """``(name, runs)`` per table: one per data set, or per data set and test span when one
+    data set was split in several ways (``goog``, ``goog_2``, ...)."""
+    runs = forecast_runs(df)
+    fields = [f for f in SPAN_FIELDS if f in runs]
+    out, seen = [], {}
+    for _, g in runs.groupby(fields, dropna=False, sort=True):
+        dataset = str(g["dataset"].iloc[0])
+        seen[dataset] = seen.get(dataset, 0) + 1
+        out.append((dataset if seen[dataset] == 1 else f"{dataset}_{seen[dataset]}", g))
+    return out
+
+
+def _variant_columns(g: pd.DataFrame) -> list[str]:
+    """Config fields that differ between the runs of one table (besides cell and widths)."""
+    skip = {*SPAN_FIELDS, "hidden_sizes"}
+    cols = [c for c in g.columns if c.split(".")[0] in ("task", "model", "optim", "train")
+            and c not in skip]
+    return [c for c in cols if g[c].astype(str).nunique(dropna=False) > 1]
+
+
+def _variant_label(row, columns: list[str]) -> str:
+    extra = " ".join(f"{c.split('.', 1)[1]}={row[c]}" for c in columns)
+    return f"{row['cell']} {extra}".strip()
+
+
+def _baselines(g: pd.DataFrame) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for col in g.columns:
+        if not col.startswith("test_baseline_") or not g[col].notna().any():
+            continue
+        name, metric = col[len("test_baseline_"):].rsplit("_", 1)
+        out.setdefault(name, {})[metric] = float(g[col].dropna().iloc[0])
+    return out
+
+
+def forecast_table(name: str, g: pd.DataFrame, figure: str | None = None) -> list[str]:
+    """Markdown lines: the runs (mean ± std over seeds) and the baselines, best in bold."""
+    variant = _variant_columns(g)
+    g = g.sort_values("test_rmse_mean", na_position="last")
+    base = _baselines(g)
+    best = {}
+    for m in FORECAST_METRICS:
+        values = [*g[f"test_{m}_mean"].dropna(), *(b[m] for b in base.values()
+                                                   if m in b and np.isfinite(b[m]))]
+        best[m] = min(values) if values else None
+    r0 = g.iloc[0]
+    n = int(r0["test_windows"])
+    lines = [f"## forecast: {name}", "",
+             f"Test span of `{r0['dataset']}` ({r0['target']}): {n} window"
+             f"{'s' if n != 1 else ''}, horizon {r0.get('task.horizon', 1)}; errors in the "
+             f"series' units, mean ± std over each run's seeds; the baselines forecast the "
+             f"same windows (deterministic). Best in bold.", ""]
+    header = ["model", "widths", "params", "seeds", "steps run",
+              *(METRIC_NAMES[m] for m in FORECAST_METRICS)]
+    lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+
+    def cell(m, value, text):
+        return f"**{text}**" if best[m] is not None and value == best[m] else text
+
+    for _, r in g.iterrows():
+        vals = [cell(m, r[f"test_{m}_mean"], _fmt(r[f"test_{m}_mean"], r[f"test_{m}_std"]))
+                for m in FORECAST_METRICS]
+        lines.append(f"| {_variant_label(r, variant)} | {r['hidden_sizes']} | "
+                     f"{int(r['param_count']):,} | {int(r['num_seeds'])} | "
+                     f"{int(r['steps_run'])} | " + " | ".join(vals) + " |")
+    for bname, metrics in sorted(base.items(), key=lambda kv: kv[1].get("rmse", np.inf)):
+        vals = [cell(m, metrics.get(m), f"{metrics[m]:.4g}") if m in metrics and
+                np.isfinite(metrics[m]) else "—" for m in FORECAST_METRICS]
+        lines.append(f"| baseline: {bname} | | | | | " + " | ".join(vals) + " |")
+    lines.append("")
+    if figure:
+        lines += [f"![{name}: best run vs truth and naive on the test span]({figure})", ""]
+    return lines
+
+
+def best_forecast_figure(name: str, g: pd.DataFrame, path: Path) -> bool:
+    """Draws the test-span forecasts of the run with the lowest mean RMSE in ``g``."""
+    variant = _variant_columns(g)
+    for _, r in g.sort_values("test_rmse_mean").iterrows():
+        summary = json.loads((Path(r["run"]) / "summary.json").read_text())
+        series = summary.get("forecast", {}).get(SERIES_KEY)
+        if not series or not any(p is not None for p in series["per_seed"]):
+            continue
+        naive = r.get("test_baseline_naive_rmse")
+        title = (f"{name} ({r['target']}), test span: best run {_variant_label(r, variant)} "
+                 f"{r['hidden_sizes']} RMSE {r['test_rmse_mean']:.4g}"
+                 + (f", naive RMSE {naive:.4g}" if naive is not None and np.isfinite(naive)
+                    else ""))
+        forecast_figure(series, path, title=title, label=_variant_label(r, variant))
+        return True
+    return False
+
+
+def markdown(df: pd.DataFrame, figures: dict[str, str] | None = None) -> str:
+    """The report: a table per task (cells and baselines side by side), gradient half-lives,
+    a table per forecast data set (:func:`forecast_table`; ``figures`` maps its name to the
+    figure file shown under it), and the failed runs."""
     lines = ["# rnnlab report", ""]
     ok = df[df["status"] == "ok"]
     failed = df[df["status"] != "ok"]
-    metrics = sorted({c[: -len("_mean")] for c in df.columns if c.endswith("_mean")})
+    ok = ok.drop(index=forecast_runs(df).index)  # forecast runs get their own tables
+    metrics = sorted({c[: -len("_mean")] for c in df.columns if c.endswith("_mean")
+                      and not c.startswith("test_")})
     for task, g in ok.groupby("task"):
         lines += [f"## {task}", ""]
         header = ["cell", "T", "params", *[f"{m} (mean ± std over seeds)" for m in metrics
@@ -128,6 +281,8 @@ def markdown(df: pd.DataFrame) -> str:
                 lines.append(f"| {r['cell']} | {_length(r)} | "
                              + " | ".join(f"{r[c]:.3g}" for c in hl) + " |")
             lines.append("")
+    for name, g in forecast_groups(df):
+        lines += forecast_table(name, g, (figures or {}).get(name))
     if len(failed):
         lines += ["## Failed runs", ""]
         lines += [f"- `{r['run']}`: {r['error']}" for _, r in failed.iterrows()]
@@ -201,8 +356,21 @@ def make_report(path: Path, out: Path | None = None) -> dict[str, Path]:
     df = results_table(find_runs(path))
     written = {"results": out / "results.csv", "report": out / "report.md"}
     df.to_csv(written["results"], index=False)
-    written["report"].write_text(markdown(df))
+    figures = {}
+    for name, g in forecast_groups(df):
+        p = out / f"forecast_{name}.png"
+        if best_forecast_figure(name, g, p):
+            written[f"forecast_{name}"] = p
+            figures[name] = p.name
+    written["report"].write_text(markdown(df, figures))
+    forecasts = forecast_runs(df)
     for task in sorted(df["task"].dropna().unique()):
+        if task in set(forecasts["task"]):  # one gradient figure per data set
+            for name, g in forecast_groups(df):
+                p = out / f"gradient_flow_{task}_{name}.png"
+                if gradient_flow_figure(g, task, p):
+                    written[f"gradient_flow_{task}_{name}"] = p
+            continue
         p = out / f"gradient_flow_{task}.png"
         if gradient_flow_figure(df, task, p):
             written[f"gradient_flow_{task}"] = p
@@ -213,14 +381,30 @@ def make_report(path: Path, out: Path | None = None) -> dict[str, Path]:
     return written
 
 
+def _wandb_api_key() -> str | None:
+    """The W&B key from ``WANDB_API_KEY`` or ``~/.netrc`` (what ``wandb login`` writes)."""
+    key = os.environ.get("WANDB_API_KEY")
+    if key:
+        return key
+    try:
+        auth = netrc.netrc().authenticators("api.wandb.ai")
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return None
+    return auth[2] if auth else None
+
+
 def publish(written: dict[str, Path], project: str = "rnnlab") -> str:
-    """Best effort W&B report; returns what happened."""
+    """Publishes the report's figures and table to W&B when it is online; otherwise says why
+    it skipped, without touching the network."""
+    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun"):
+        return f"W&B report skipped: WANDB_MODE={os.environ['WANDB_MODE']}"
+    if _wandb_api_key() is None:
+        return "W&B report skipped: not logged in (no WANDB_API_KEY, no `wandb login`)"
     try:
         import wandb
 
-        if wandb.Api(timeout=10).default_entity is None:
-            return "W&B report skipped: not logged in (offline)"
-        run = wandb.init(project=project, job_type="report", mode="online")
+        run = wandb.init(project=project, job_type="report", mode="online",
+                         settings=wandb.Settings(init_timeout=30, silent=True))
         run.log({name: wandb.Image(str(p)) for name, p in written.items()
                  if p.suffix == ".png"})
         run.log({"results": wandb.Table(dataframe=pd.read_csv(written["results"]))})
@@ -228,7 +412,7 @@ def publish(written: dict[str, Path], project: str = "rnnlab") -> str:
         run.finish()
         return f"W&B report published: {url}"
     except Exception as err:
-        return f"W&B report skipped: W&B is offline or unreachable ({type(err).__name__})"
+        return f"W&B report skipped: W&B is unreachable ({type(err).__name__}: {err})"
 
 
 def main(argv: list[str] | None = None) -> int:
