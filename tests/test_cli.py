@@ -40,7 +40,12 @@ def test_single_run_writes_the_run_folder(tmp_path):
     for name in ("config.yaml", "metrics.jsonl", "gradients.npz", "summary.json",
                  "learning_curve.png", "gradients.png", "gradients_heatmap.png"):
         assert (run / name).exists(), f"{name} missing from the run folder"
-    assert list((run / "wandb").glob("offline-run-*")), "no offline W&B run was written"
+    records = list((run / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert records, "no offline W&B run was written"
+    logged = records[0].read_bytes()
+    for key in (b"eval/loss/seed_0", b"eval/accuracy/seed_1", b"train/grad_norm_clipped",
+                b"gradients/layer_0/h/norm_vs_t", b"gradients/heatmap"):
+        assert key in logged, f"{key!r} missing from the offline W&B run"
 
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "ok" and summary["cell"] == "peephole"
