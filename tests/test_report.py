@@ -1,6 +1,7 @@
 """The report command on a small sweep, and the matched parameter budget."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -86,3 +87,76 @@ def test_publish_skips_cleanly_offline(sweep, tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: never logged in
     assert report.publish(written).startswith("W&B report skipped: not logged in")
+
+
+# ---- forecast runs: a table per data set, baselines beside the cells, forecast vs truth -------
+FORECAST_TINY = ["task=forecast", "task.dataset=sine", "task.lookback=8", "cell.hidden_size=4",
+                 "train.steps=4", "train.log_every=2", "train.num_seeds=2", "train.batch_size=8",
+                 "train.eval_batch_size=8", "gradients.enabled=false", "logger.progress=false",
+                 "logger.wandb.mode=disabled", "logger.plots=false"]
+
+
+@pytest.fixture(scope="module")
+def forecast_sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("forecast_sweep")
+    for i, cell in enumerate(["lstm", "gru"]):
+        execute(compose([f"cell={cell}", *FORECAST_TINY]), root / f"{i}_forecast_{cell}")
+    return root
+
+
+def _sine_by_hand():
+    # rnnlab's "sine" data set, written out again: sin(2 pi t / 20) + 0.1 N(0, 1), seed 0
+    t = np.arange(400, dtype=np.float64)
+    return np.sin(2 * np.pi * t / 20) + 0.1 * np.random.default_rng(0).standard_normal(400)
+
+
+def test_forecast_report_has_a_table_per_data_set_with_baselines(forecast_sweep, tmp_path):
+    written = report.make_report(forecast_sweep, tmp_path)
+    df = pd.read_csv(written["results"])
+    md = written["report"].read_text()
+    y = _sine_by_hand()
+    # test span: the last round(0.2 * 400) = 80 rows; training span: the first 280
+    actual, last = y[320:], y[319:399]
+    naive_rmse = np.sqrt(np.mean((actual - last) ** 2))
+    naive_mase = np.mean(np.abs(actual - last)) / np.mean(np.abs(y[20:280] - y[:260]))
+    assert df["test_baseline_naive_rmse"].to_numpy() == pytest.approx([naive_rmse] * 2)
+    assert df["test_baseline_naive_mase"].to_numpy() == pytest.approx([naive_mase] * 2)
+    assert "## forecast: sine" in md and "## forecast\n" not in md
+    assert f"| baseline: naive | | | | | {naive_rmse:.4g} |" in md
+    for _, row in df.iterrows():
+        summary = json.loads((Path(row["run"]) / "summary.json").read_text())
+        series = summary["forecast"]["series"]
+        np.testing.assert_allclose(np.asarray(series["actual"])[:, 0], actual, rtol=1e-12)
+        rmse_S = [np.sqrt(np.mean((np.asarray(p) - np.asarray(series["actual"])) ** 2))
+                  for p in series["per_seed"]]
+        assert row["test_rmse_mean"] == pytest.approx(np.mean(rmse_S), rel=1e-5)
+        assert row["test_rmse_std"] == pytest.approx(np.std(rmse_S), rel=1e-4, abs=1e-7)
+        line = next(line for line in md.splitlines() if line.startswith(f"| {row['cell']} |"))
+        assert f"{row['test_rmse_mean']:.4g} ± {row['test_rmse_std']:.2g}" in line
+        assert f"| {int(row['param_count']):,} | 2 | 4 |" in line
+    png = written["forecast_sine"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![sine: best run vs truth and naive on the test span](forecast_sine.png)" in md
+
+
+def test_forecast_report_on_one_run_writes_into_its_folder(forecast_sweep):
+    run = forecast_sweep / "1_forecast_gru"
+    written = report.make_report(run)
+    assert written["forecast_sine"] == run / "forecast_sine.png"
+    assert written["forecast_sine"].stat().st_size > 0
+    assert "| gru |" in (run / "report.md").read_text()
+
+
+def test_forecast_figure_and_series_record_check_their_inputs(forecast_sweep, tmp_path):
+    from rnnlab.forecast import plots
+
+    series = json.loads((forecast_sweep / "0_forecast_lstm" / "summary.json").read_text())[
+        "forecast"]["series"]
+    with pytest.raises(ValueError, match="step must be in"):
+        plots.forecast_figure(series, tmp_path / "x.png", title="t", step=2)
+    with pytest.raises(ValueError, match="every seed diverged"):
+        plots.forecast_figure({**series, "per_seed": [None, None]}, tmp_path / "x.png",
+                              title="t")
+    data = make_train(compose(FORECAST_TINY)).task.data
+    with pytest.raises(ValueError, match=r"\[S, N, H\] with \[N, H\] = \(80, 1\); got"):
+        plots.series_record(data, np.zeros((2, 79, 1)), [True, True])

@@ -28,7 +28,9 @@ import argparse
 import json
 import netrc
 import os
+import re
 import sys
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -151,16 +153,24 @@ def forecast_runs(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def forecast_groups(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """``(name, runs)`` per table: one per data set, or per data set and test span when one
-    data set was split in several ways (``goog``, ``goog_2``, ...)."""
+    """``(name, runs)`` per table: one per data set, named by it (``goog``), or, where one data
+    set was forecast in several ways, per target and test span, named by what differs
+    (``goog target=High``, ``goog target=Close test_fraction=0.23``)."""
     runs = forecast_runs(df)
     fields = [f for f in SPAN_FIELDS if f in runs]
-    out, seen = [], {}
-    for _, g in runs.groupby(fields, dropna=False, sort=True):
-        dataset = str(g["dataset"].iloc[0])
-        seen[dataset] = seen.get(dataset, 0) + 1
-        out.append((dataset if seen[dataset] == 1 else f"{dataset}_{seen[dataset]}", g))
+    groups = [g for _, g in runs.groupby(fields, dropna=False, sort=True)]
+    out = []
+    for g in groups:
+        dataset = g["dataset"].iloc[0]
+        same = [h.iloc[0] for h in groups if h["dataset"].iloc[0] == dataset]
+        differ = [f for f in fields[1:] if len({str(r[f]) for r in same}) > 1]
+        name = " ".join([str(dataset), *(f"{f.split('.')[-1]}={g[f].iloc[0]}" for f in differ)])
+        out.append((name, g))
     return out
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_")
 
 
 def _variant_columns(g: pd.DataFrame) -> list[str]:
@@ -239,7 +249,8 @@ def best_forecast_figure(name: str, g: pd.DataFrame, path: Path) -> bool:
                  f"{r['hidden_sizes']} RMSE {r['test_rmse_mean']:.4g}"
                  + (f", naive RMSE {naive:.4g}" if naive is not None and np.isfinite(naive)
                     else ""))
-        forecast_figure(series, path, title=title, label=_variant_label(r, variant))
+        forecast_figure(series, path, title=textwrap.fill(title, 110),
+                        label=textwrap.shorten(_variant_label(r, variant), 60))
         return True
     return False
 
@@ -358,18 +369,18 @@ def make_report(path: Path, out: Path | None = None) -> dict[str, Path]:
     df.to_csv(written["results"], index=False)
     figures = {}
     for name, g in forecast_groups(df):
-        p = out / f"forecast_{name}.png"
+        p = out / f"forecast_{_slug(name)}.png"
         if best_forecast_figure(name, g, p):
-            written[f"forecast_{name}"] = p
+            written[f"forecast_{_slug(name)}"] = p
             figures[name] = p.name
     written["report"].write_text(markdown(df, figures))
     forecasts = forecast_runs(df)
     for task in sorted(df["task"].dropna().unique()):
         if task in set(forecasts["task"]):  # one gradient figure per data set
             for name, g in forecast_groups(df):
-                p = out / f"gradient_flow_{task}_{name}.png"
+                p = out / f"gradient_flow_{task}_{_slug(name)}.png"
                 if gradient_flow_figure(g, task, p):
-                    written[f"gradient_flow_{task}_{name}"] = p
+                    written[f"gradient_flow_{task}_{_slug(name)}"] = p
             continue
         p = out / f"gradient_flow_{task}.png"
         if gradient_flow_figure(df, task, p):

@@ -47,7 +47,9 @@ def series_record(data, pred_levels_SxNxH, alive_S, split: str = "test") -> dict
 
     Returns:
       ``{"target", "time" [N] (first target step of each window), "actual" [N][H],
-      "per_seed" [S] of [N][H] or None, "baselines" {name: [N][H]}}``.
+      "per_seed" [S] of [N][H] or None, "baselines" {name: [N][H]}, "context_time" [K],
+      "context" [K]}``, the context being the K = min(max(N, 10), rows before) values of
+      the target just before the first test target, for the plot's lead-in.
     """
     pred = np.asarray(pred_levels_SxNxH, dtype=np.float64)
     expected = (data.num_windows(split), data.horizon)
@@ -57,8 +59,12 @@ def series_record(data, pred_levels_SxNxH, alive_S, split: str = "test") -> dict
     alive = np.asarray(alive_S, dtype=bool)
     if alive.shape != pred.shape[:1]:
         raise ValueError(f"alive must be [S] = [{pred.shape[0]}]; got {alive.shape}")
+    first = int(data.origins[split][0])
+    k = min(first, max(expected[0], 10))
     return {
         "target": data.target,
+        "context_time": _times(np.asarray(data.index)[first - k:first]),
+        "context": [float(v) for v in data.target_levels[first - k:first]],
         "time": _times(data.target_times(split)[:, 0]),
         "actual": _rows(data.actuals(split)),
         "per_seed": [_rows(p) if ok else None for p, ok in zip(pred, alive, strict=True)],
@@ -100,17 +106,25 @@ def forecast_figure(series: dict[str, Any], path: str | Path, *, title: str,
     times = _axis_times(series["time"])
     from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
 
+    marker = "o" if len(times) <= 40 else None  # a short span is a few points, not lines
     fig = Figure(figsize=(8, 3.6))
     ax = fig.subplots()
-    ax.plot(times, actual_NxH[:, h], color="k", lw=1.4, label="truth")
+    if series.get("context"):
+        ax.plot(_axis_times(series["context_time"]), series["context"], color="0.3", lw=1.0,
+                ls=":", marker=marker, ms=3, label="before the test span")
+    ax.plot(times, actual_NxH[:, h], color="k", lw=1.4, marker=marker, ms=4, label="truth")
     if "naive" in series["baselines"]:
         ax.plot(times, _as_array(series["baselines"]["naive"])[:, h], color="0.55", ls="--",
-                lw=1.0, label="naive (last value)")
-    ax.plot(times, pred_SxN.mean(axis=0), color="tab:red", lw=1.3,
+                lw=1.0, marker=marker, ms=4, label="naive (last value)")
+    ax.plot(times, pred_SxN.mean(axis=0), color="tab:red", lw=1.3, marker=marker, ms=4,
             label=f"{label} (mean of {len(live)} seed{'s' if len(live) > 1 else ''})")
     if len(live) > 1:
-        ax.fill_between(times, pred_SxN.min(axis=0), pred_SxN.max(axis=0), color="tab:red",
-                        alpha=0.2, lw=0, label="seed range")
+        if marker:
+            ax.vlines(times, pred_SxN.min(axis=0), pred_SxN.max(axis=0), color="tab:red",
+                      alpha=0.4, lw=3, label="seed range")
+        else:
+            ax.fill_between(times, pred_SxN.min(axis=0), pred_SxN.max(axis=0),
+                            color="tab:red", alpha=0.2, lw=0, label="seed range")
     ax.set_ylabel(series.get("target", "value"))
     ax.set_xlabel("test span" + (f" (step h={step} of each window)" if
                                  actual_NxH.shape[1] > 1 else ""))
