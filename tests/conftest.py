@@ -6,6 +6,8 @@ folder) explicitly; nothing here talks to the network."""
 import jax
 import pytest
 
+import rnnlab  # noqa: F401  (sets XLA flags before jax's backend starts)
+
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
