@@ -276,12 +276,17 @@ def markdown(df: pd.DataFrame, figures: dict[str, str] | None = None) -> str:
                     if f"{m}_mean" in g and g[f"{m}_mean"].notna().any()]
             lines.append(f"| {r['cell']} | {_length(r)} | {int(r['param_count']):,} | "
                          + " | ".join(vals) + f" | {r['solved_fraction']:.0%} |")
-        base = {c[len("baseline_"):]: g[c].iloc[0] for c in g.columns
-                if c.startswith("baseline_") and g[c].notna().any()}
-        if base:
-            lines.append("| baseline | | | " + " | ".join(
-                f"{base[m]:.4g}" if m in base else "—" for m in metrics
-                if f"{m}_mean" in g and g[f"{m}_mean"].notna().any()) + " | |")
+        shown = [m for m in metrics if f"{m}_mean" in g and g[f"{m}_mean"].notna().any()]
+        base_cols = {m: f"baseline_{m}" for m in shown
+                     if f"baseline_{m}" in g and g[f"baseline_{m}"].notna().any()}
+        if base_cols:
+            # a baseline that depends on T (the copy task's loss) is listed per T
+            for T, gT in g.groupby("T") if any(g[c].nunique() > 1 for c in base_cols.values()) \
+                    else [(None, g)]:
+                label = "baseline" if T is None else f"baseline (T={T})"
+                lines.append(f"| {label} | | | " + " | ".join(
+                    f"{gT[base_cols[m]].iloc[0]:.4g}" if m in base_cols else "—" for m in shown)
+                    + " | |")
         lines.append("")
         hl = [c for c in g.columns if c.startswith("grad_") and c.endswith("/h/half_life")]
         if hl:
