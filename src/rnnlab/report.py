@@ -255,6 +255,21 @@ def best_forecast_figure(name: str, g: pd.DataFrame, path: Path) -> bool:
     return False
 
 
+def _task_variants(df: pd.DataFrame):
+    """``(title, rows)`` per task, split further by any task option other than ``length`` that
+    differs between its runs (e.g. ``timed_spikes (mode=gts)``)."""
+    for task, g in df.groupby("task"):
+        varying = [c for c in g.columns if c.startswith("task.") and c != "task.length"
+                   and g[c].nunique(dropna=False) > 1]
+        if not varying:
+            yield task, g
+            continue
+        for values, gv in g.groupby(varying, dropna=False):
+            values = values if isinstance(values, tuple) else (values,)
+            opts = ", ".join(f"{c[5:]}={v}" for c, v in zip(varying, values, strict=True))
+            yield f"{task} ({opts})", gv
+
+
 def markdown(df: pd.DataFrame, figures: dict[str, str] | None = None) -> str:
     """The report: a table per task (cells and baselines side by side), gradient half-lives,
     a table per forecast data set (:func:`forecast_table`; ``figures`` maps its name to the
@@ -265,7 +280,7 @@ def markdown(df: pd.DataFrame, figures: dict[str, str] | None = None) -> str:
     ok = ok.drop(index=forecast_runs(df).index)  # forecast runs get their own tables
     metrics = sorted({c[: -len("_mean")] for c in df.columns if c.endswith("_mean")
                       and not c.startswith("test_")})
-    for task, g in ok.groupby("task"):
+    for task, g in _task_variants(ok):
         lines += [f"## {task}", ""]
         header = ["cell", "T", "params", *[f"{m} (mean ± std over seeds)" for m in metrics
                                            if f"{m}_mean" in g and g[f"{m}_mean"].notna().any()],
