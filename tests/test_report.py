@@ -160,3 +160,12 @@ def test_forecast_figure_and_series_record_check_their_inputs(forecast_sweep, tm
     data = make_train(compose(FORECAST_TINY)).task.data
     with pytest.raises(ValueError, match=r"\[S, N, H\] with \[N, H\] = \(80, 1\); got"):
         plots.series_record(data, np.zeros((2, 79, 1)), [True, True])
+
+
+def test_task_tables_split_by_options_that_differ():
+    df = pd.DataFrame({"task": ["timed_spikes"] * 3 + ["copy"],
+                       "task.mode": ["msd", "gts", "gts", None],
+                       "task.length": [60, 60, 80, 5]})
+    titles = {title: len(rows) for title, rows in report._task_variants(df)}
+    # length alone never splits a table (it is the T column); other options do
+    assert titles == {"copy": 1, "timed_spikes (mode=gts)": 2, "timed_spikes (mode=msd)": 1}
