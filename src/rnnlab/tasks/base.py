@@ -122,6 +122,9 @@ def sorted_random_positions(key, batch_size: int, num_slots: int, count: int) ->
     return jnp.sort(random_subsets(key, batch_size, num_slots, count), axis=1)
 
 
-def check_int(task: str, name: str, value, minimum: int) -> None:
+def check_int(task: str, name: str, value, minimum: int, minimum_name: str = "") -> None:
+    """Raises ``ValueError`` unless ``value`` is an int >= ``minimum`` (named ``minimum_name``
+    in the message when the bound is another field)."""
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{task} task: {name} must be an int >= {minimum}; got {value!r}")
+        bound = f"{minimum_name}={minimum}" if minimum_name else f"{minimum}"
+        raise ValueError(f"{task} task: {name} must be an int >= {bound}; got {value!r}")

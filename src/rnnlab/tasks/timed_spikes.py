@@ -48,15 +48,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-from rnnlab.tasks.base import Batch, Task, register_task, weighted_mean
+from rnnlab.tasks.base import Batch, Task, check_int, register_task, weighted_mean
 
 SOLVED_EXACT_FRACTION = 0.99
-
-
-def _check_int(name: str, value, minimum: int, minimum_name: str = "") -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        bound = f"{minimum_name}={minimum}" if minimum_name else f"{minimum}"
-        raise ValueError(f"timed_spikes task: {name} must be an int >= {bound}; got {value!r}")
 
 
 def _spike_times(T: int) -> jax.Array:
@@ -72,8 +66,8 @@ class MeasureSpikeDelay:
 
     def validate(self):
         t = self.task
-        _check_int("min_interval", t.min_interval, 1)
-        _check_int("max_interval", t.max_interval, t.min_interval, "min_interval")
+        check_int("timed_spikes", "min_interval", t.min_interval, 1)
+        check_int("timed_spikes", "max_interval", t.max_interval, t.min_interval, "min_interval")
         if t.length < t.max_interval + 1:
             raise ValueError(f"timed_spikes task (mode=msd): length={t.length} cannot hold two "
                              f"spikes max_interval={t.max_interval} steps apart; accepted: "
@@ -124,7 +118,7 @@ class GenerateTimedSpikes:
 
     def validate(self):
         t = self.task
-        _check_int("period", t.period, 2)
+        check_int("timed_spikes", "period", t.period, 2)
         if t.length < 2 * t.period:
             raise ValueError(f"timed_spikes task (mode=gts): length={t.length} is too short for "
                              f"period={t.period}; accepted: length >= 2·period = "
@@ -209,7 +203,7 @@ class TimedSpikesTask(Task):
         if self.mode not in MODES:
             raise ValueError(f"timed_spikes task: mode must be one of {sorted(MODES)}; got "
                              f"{self.mode!r}")
-        _check_int("length", self.length, 1)
+        check_int("timed_spikes", "length", self.length, 1)
         self.variant.validate()
 
     @property
