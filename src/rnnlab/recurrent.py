@@ -26,6 +26,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rnnlab.cells.base import Cell
 
@@ -36,18 +37,56 @@ MERGES = ("concat", "sum")
 StepFn = Callable[[Any, Any, jax.Array], tuple[Any, jax.Array]]
 
 
-def _mask_TxB(seq_lengths_B: jax.Array | None, T: int, B: int) -> jax.Array | None:
+def check_seq_lengths(seq_lengths_B, T: int, B: int) -> jax.Array | None:
+    """Validates per-example lengths: an int array of shape ``[B]`` with values in ``[0, T]``.
+
+    The values are checked whenever they are concrete (outside ``jit``, or passed as a
+    constant); inside a traced program only the dtype and shape can be checked.
+
+    Raises:
+      ValueError: wrong shape, values out of range; ``TypeError``: not integers."""
     if seq_lengths_B is None:
         return None
+    if not isinstance(seq_lengths_B, jax.core.Tracer):
+        concrete = np.asarray(seq_lengths_B)
+        if concrete.size and np.issubdtype(concrete.dtype, np.integer) and (
+                concrete.min() < 0 or concrete.max() > T):
+            raise ValueError(f"seq_lengths must lie in [0, T={T}]; got values from "
+                             f"{concrete.min()} to {concrete.max()}")
     seq_lengths_B = jnp.asarray(seq_lengths_B)
+    if not jnp.issubdtype(seq_lengths_B.dtype, jnp.integer):
+        raise TypeError(f"seq_lengths must be integers (lengths in steps); got dtype "
+                        f"{seq_lengths_B.dtype}")
     if seq_lengths_B.shape != (B,):
         raise ValueError(f"seq_lengths must have shape [B]=({B},); got {seq_lengths_B.shape}")
+    return seq_lengths_B
+
+
+def _mask_TxB(seq_lengths_B: jax.Array | None, T: int, B: int) -> jax.Array | None:
+    seq_lengths_B = check_seq_lengths(seq_lengths_B, T, B)
+    if seq_lengths_B is None:
+        return None
     return jnp.arange(T)[:, None] < seq_lengths_B[None, :]
 
 
-def _masked_step(step: StepFn, params, carry, xp_BxG, mask_B, eps):
-    new_carry, h_BxH = step(params, carry, xp_BxG)
-    if eps is not None:
+def zero_padding(x_BxTxF: jax.Array, mask_TxB: jax.Array | None) -> jax.Array:
+    """``x`` with its padded steps set to 0 (``mask_TxB`` False), so that a NaN, inf or huge
+    value in the padding never enters a computation. Discarding a non-finite result later
+    with ``jnp.where`` is not enough: its backward pass multiplies the discarded value's
+    derivative by zero, and ``0 * NaN`` is NaN in every parameter gradient."""
+    if mask_TxB is None:
+        return x_BxTxF
+    return jnp.where(jnp.swapaxes(mask_TxB, 0, 1)[:, :, None], x_BxTxF,
+                     jnp.zeros((), x_BxTxF.dtype))
+
+
+def _masked_step(step: StepFn, params, carry, xp_BxG, mask_B, eps, probed_step=None):
+    if eps is None:
+        new_carry, h_BxH = step(params, carry, xp_BxG)
+    elif probed_step is not None:
+        new_carry, h_BxH = probed_step(params, carry, xp_BxG, eps)
+    else:
+        new_carry, h_BxH = step(params, carry, xp_BxG)
         new_carry = jax.tree.map(jnp.add, new_carry, eps)
         h_BxH = h_BxH + eps.h
     if mask_B is not None:
@@ -59,7 +98,7 @@ def _masked_step(step: StepFn, params, carry, xp_BxG, mask_B, eps):
 
 def scan_driver(step: StepFn, params, xp_BxTxG: jax.Array, carry, seq_lengths_B=None, *,
                 reverse: bool = False, unroll: int = 1, remat: bool = False, probe=None,
-                project_step=None):
+                project_step=None, probed_step=None):
     """Runs ``step`` over time with ``jax.lax.scan``.
 
     Args:
@@ -70,23 +109,33 @@ def scan_driver(step: StepFn, params, xp_BxTxG: jax.Array, carry, seq_lengths_B=
       project_step: optional ``(params, x_BxD) -> xp_BxG``, applied inside the scan (see
         :class:`Recurrent`'s ``projection``).
       carry: initial carry, a NamedTuple of ``[B, H]`` arrays with an ``h`` field.
-      seq_lengths_B: optional int ``[B]`` valid lengths; later steps are padding.
+      seq_lengths_B: optional int ``[B]`` valid lengths in ``[0, T]``; later steps are
+        padding, and may hold any value (NaN, inf): they are zeroed before use.
       reverse: run from the last step to the first (outputs stay aligned with inputs).
       unroll: steps unrolled per scan iteration.
       remat: recompute each step in the backward pass instead of storing its activations.
       probe: optional carry-shaped tree of ``[T, B, H]`` zeros (the gradient probe).
+      probed_step: optional ``(params, carry, xp_BxG, eps) -> (carry, h_BxH)`` that adds the
+        probe where the cell produces each carry field (:meth:`Cell.probed_step`); without
+        it the probe is added after ``step``.
 
     Returns:
       ``(y_BxTxH, final_carry)``.
+
+    Raises:
+      ValueError: ``T == 0``, or ``seq_lengths_B`` of the wrong shape or out of range.
     """
     B, T = xp_BxTxG.shape[:2]
+    if T == 0:
+        raise ValueError(f"the input has no time steps (T=0, shape {xp_BxTxG.shape})")
     mask_TxB = _mask_TxB(seq_lengths_B, T, B)
+    xp_BxTxG = zero_padding(xp_BxTxG, mask_TxB)
 
     def body(c, inputs):
         xp_BxG, mask_B, eps = inputs
         if project_step is not None:
             xp_BxG = project_step(params, xp_BxG)
-        return _masked_step(step, params, c, xp_BxG, mask_B, eps)
+        return _masked_step(step, params, c, xp_BxG, mask_B, eps, probed_step)
 
     if remat:
         body = jax.checkpoint(body)
@@ -97,21 +146,24 @@ def scan_driver(step: StepFn, params, xp_BxTxG: jax.Array, carry, seq_lengths_B=
 
 def loop_driver(step: StepFn, params, xp_BxTxG: jax.Array, carry, seq_lengths_B=None, *,
                 reverse: bool = False, unroll: int = 1, remat: bool = False, probe=None,
-                project_step=None):
+                project_step=None, probed_step=None):
     """A plain Python loop with ``scan_driver``'s signature; the tests' reference.
 
     ``unroll`` and ``remat`` change how the scan is compiled, not what it computes, so the
     loop accepts and ignores them."""
     del unroll, remat
     B, T = xp_BxTxG.shape[:2]
+    if T == 0:
+        raise ValueError(f"the input has no time steps (T=0, shape {xp_BxTxG.shape})")
     mask_TxB = _mask_TxB(seq_lengths_B, T, B)
+    xp_BxTxG = zero_padding(xp_BxTxG, mask_TxB)
     order = range(T - 1, -1, -1) if reverse else range(T)
     ys = [None] * T
     for t in order:
         mask_B = None if mask_TxB is None else mask_TxB[t]
         eps = None if probe is None else jax.tree.map(lambda p, t=t: p[t], probe)
         xp_BxG = xp_BxTxG[:, t] if project_step is None else project_step(params, xp_BxTxG[:, t])
-        carry, ys[t] = _masked_step(step, params, carry, xp_BxG, mask_B, eps)
+        carry, ys[t] = _masked_step(step, params, carry, xp_BxG, mask_B, eps, probed_step)
     return jnp.stack(ys, axis=1), carry
 
 
@@ -146,7 +198,10 @@ class Recurrent(nn.Module):
         """Returns ``(y_BxTxH, final_carry)``. ``x_BxTxD`` is batch-major."""
         if x_BxTxD.ndim != 3:
             raise ValueError(f"Recurrent expects x of shape [B, T, D]; got {x_BxTxD.shape}")
+        check_unroll(self.unroll)
         B, T, D = x_BxTxD.shape
+        if T == 0:
+            raise ValueError(f"the input has no time steps (T=0, shape {x_BxTxD.shape})")
         params = self.param("cell", self.cell.init, D)
         carry = initial_carry
         if carry is None:
@@ -164,13 +219,23 @@ class Recurrent(nn.Module):
             zeros = jax.tree.map(lambda z: jnp.zeros((T, *z.shape), z.dtype), carry)
             probe = self.variable(PROBES, PROBE_NAME, lambda: zeros).value
         if resolve_projection(self.projection) == "hoisted":
+            # padding is zeroed before the projection too: its backward pass would multiply a
+            # NaN input by a zero gradient (see zero_padding)
+            x_BxTxD = zero_padding(x_BxTxD, _mask_TxB(seq_lengths_B, T, B))
             xs, project_step = self.cell.project(params, x_BxTxD), None
         else:
             self.cell.check_input(params, x_BxTxD)
             xs, project_step = x_BxTxD, self.cell.project_step
         return scan_driver(self.cell.step, params, xs, carry, seq_lengths_B,
                            reverse=self.reverse, unroll=self.unroll, remat=self.remat,
-                           probe=probe, project_step=project_step)
+                           probe=probe, project_step=project_step,
+                           probed_step=self.cell.probed_step)
+
+
+def check_unroll(unroll) -> None:
+    if not isinstance(unroll, int) or isinstance(unroll, bool) or unroll < 1:
+        raise ValueError(f"model.unroll (steps per scan iteration) must be an int >= 1; got "
+                         f"{unroll!r}")
 
 
 PROJECTIONS = ("auto", "hoisted", "in_scan")
@@ -218,6 +283,8 @@ class RecurrentStack(nn.Module):
     def __call__(self, x_BxTxD, seq_lengths_B=None, *, deterministic: bool = True):
         """Returns ``(y_BxTxH', final_carries)``: ``H'`` is the last width (doubled with
         ``concat``); ``final_carries[i]`` is a carry, or ``(forward, backward)`` carries."""
+        if not self.cells:
+            raise ValueError("RecurrentStack needs at least one cell; got cells=()")
         if self.merge not in MERGES:
             raise ValueError(f"merge={self.merge!r} is not accepted; use one of {MERGES}")
         if not 0.0 <= self.dropout < 1.0:

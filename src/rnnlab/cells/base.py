@@ -48,7 +48,14 @@ INITIALIZERS: dict[str, Callable[..., Any]] = {
     "orthogonal": jax.nn.initializers.orthogonal(),
     "identity": lambda key, shape, dtype: jnp.eye(shape[0], shape[1], dtype=dtype),
     "zeros": jax.nn.initializers.zeros,
+    "ones": jax.nn.initializers.ones,
 }
+
+# Initializers that need a matrix (fan-in/fan-out, orthogonality, an identity): they cannot
+# initialise a bias or any other vector, so vector fields refuse them when the cell is built.
+MATRIX_ONLY = frozenset({"glorot_uniform", "glorot_normal", "lecun_normal", "he_normal",
+                         "orthogonal", "identity"})
+VECTOR_INITIALIZERS = tuple(sorted(set(INITIALIZERS) - MATRIX_ONLY))
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": jnp.tanh,
@@ -72,12 +79,32 @@ def initializer(name: str, field: str = "initializer"):
     return _lookup(INITIALIZERS, "initializer", name, field)
 
 
+def vector_initializer(name: str, field: str):
+    """An initializer for a vector (a bias): refuses the matrix-only ones by ``field``."""
+    init = initializer(name, field)
+    if name in MATRIX_ONLY:
+        raise ValueError(f"{field}={name!r} needs a matrix and cannot initialise a vector; "
+                         f"accepted for {field}: {list(VECTOR_INITIALIZERS)}")
+    return init
+
+
 def activation(name: str, field: str = "activation"):
     return _lookup(ACTIVATIONS, "activation", name, field)
 
 
 def dtype_of(name: str, field: str = "dtype"):
     return _lookup(DTYPES, "dtype", name, field)
+
+
+def check_dtype_available(name: str, field: str) -> None:
+    """Refuses an unknown dtype, and ``float64`` while JAX's x64 mode is off (JAX would
+    silently compute in float32 while the config says float64). Turn x64 on with
+    ``JAX_ENABLE_X64=1`` or ``jax.config.update("jax_enable_x64", True)`` first."""
+    dtype_of(name, field)
+    if name == "float64" and not jax.config.read("jax_enable_x64"):
+        raise ValueError(f"{field}=float64 needs JAX's 64-bit mode, which is off (JAX would "
+                         "compute in float32); set JAX_ENABLE_X64=1 in the environment, or "
+                         "choose one of float32, bfloat16, float16")
 
 
 def init_blocks(init_name: str, key: jax.Array, rows: int, hidden: int, blocks: int, dtype,
@@ -115,13 +142,15 @@ class Cell:
     carry_type: ClassVar[type] = HiddenCarry
 
     def __post_init__(self):
-        if not isinstance(self.hidden_size, int) or self.hidden_size <= 0:
-            raise ValueError(f"hidden_size must be a positive int; got {self.hidden_size!r}")
-        initializer(self.kernel_init, "kernel_init")
-        initializer(self.recurrent_init, "recurrent_init")
-        initializer(self.bias_init, "bias_init")
-        dtype_of(self.dtype, "dtype")
-        dtype_of(self.param_dtype, "param_dtype")
+        if (not isinstance(self.hidden_size, int) or isinstance(self.hidden_size, bool)
+                or self.hidden_size <= 0):
+            raise ValueError(f"cell.hidden_size must be a positive int; got "
+                             f"{self.hidden_size!r}")
+        initializer(self.kernel_init, "cell.kernel_init")
+        initializer(self.recurrent_init, "cell.recurrent_init")
+        vector_initializer(self.bias_init, "cell.bias_init")
+        for field in ("dtype", "param_dtype"):
+            check_dtype_available(getattr(self, field), f"cell.{field}")
 
     # ---- contract -------------------------------------------------------------------------
     @property
@@ -152,6 +181,18 @@ class Cell:
 
     def step(self, params: Params, carry, xp_BxG: jax.Array):
         raise NotImplementedError
+
+    def probed_step(self, params: Params, carry, xp_BxG: jax.Array, probe):
+        """``step`` with the gradient probe ``probe`` (a carry of ``[B, H]`` zeros) added to
+        each carry field where the step produces it, before anything in the same step reads
+        it, so ``dL/d probe`` is the total derivative ``dL/d carry_t`` (see
+        :mod:`rnnlab.gradients`). The default adds it after the step, which is exact when no
+        carry field is read by another within the step (the GRU's and the RNN's ``h``); a
+        cell whose output reads a state it has just written (the LSTM's ``h_t = o_t
+        tanh(c_t)``) overrides this to add the probe to that state first."""
+        carry, h_BxH = self.step(params, carry, xp_BxG)
+        carry = jax.tree.map(jnp.add, carry, probe)
+        return carry, h_BxH + probe.h
 
     def initial_carry(self, params: Params | None, batch_size: int):
         """Zeros of the carry type, ``[B, H]`` per field."""
@@ -186,8 +227,8 @@ class Cell:
         pdt = dtype_of(self.param_dtype)
         H, n = self.hidden_size, self.num_gates
         return {
-            "kernel": initializer(self.kernel_init, "kernel_init")(k_in, (input_size, n * H), pdt),
+            "kernel": initializer(self.kernel_init, "cell.kernel_init")(k_in, (input_size, n * H), pdt),
             "recurrent_kernel": init_blocks(self.recurrent_init, k_rec, H, H, n, pdt,
                                             "recurrent_init"),
-            "bias": initializer(self.bias_init, "bias_init")(k_b, (n * H,), pdt),
+            "bias": vector_initializer(self.bias_init, "cell.bias_init")(k_b, (n * H,), pdt),
         }

@@ -29,7 +29,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from rnnlab.cells.base import Cell, HiddenCarry, Params, activation, initializer
+from rnnlab.cells.base import Cell, HiddenCarry, Params, activation, vector_initializer
 from rnnlab.cells.registry import register_cell
 
 
@@ -53,14 +53,14 @@ class GRU(Cell):
 
     def __post_init__(self):
         super().__post_init__()
-        activation(self.activation, "activation")
-        activation(self.recurrent_activation, "recurrent_activation")
+        activation(self.activation, "cell.activation")
+        activation(self.recurrent_activation, "cell.recurrent_activation")
 
     def init(self, key: jax.Array, input_size: int) -> Params:
         k_dense, k_rb = jax.random.split(key)
         params = self._dense_params(k_dense, input_size)
         if self.reset_after:
-            params["recurrent_bias"] = initializer(self.bias_init, "bias_init")(
+            params["recurrent_bias"] = vector_initializer(self.bias_init, "cell.bias_init")(
                 k_rb, (3 * self.hidden_size,), params["bias"].dtype)
         return params
 

@@ -58,8 +58,8 @@ class LSTM(Cell):
 
     def __post_init__(self):
         super().__post_init__()
-        activation(self.activation, "activation")
-        activation(self.recurrent_activation, "recurrent_activation")
+        activation(self.activation, "cell.activation")
+        activation(self.recurrent_activation, "cell.recurrent_activation")
 
     def init(self, key: jax.Array, input_size: int) -> Params:
         params = self._dense_params(key, input_size)
@@ -73,11 +73,20 @@ class LSTM(Cell):
         return jnp.split(z_BxG, 4, axis=-1)
 
     def step(self, params: Params, carry: LSTMCarry, xp_BxG: jax.Array):
+        return self.probed_step(params, carry, xp_BxG, None)
+
+    def probed_step(self, params: Params, carry: LSTMCarry, xp_BxG: jax.Array, probe):
+        """The step; a ``probe`` is added to ``c_t`` before ``h_t`` reads it, and to ``h_t``
+        (see :meth:`Cell.probed_step`)."""
         act = activation(self.activation)
         sig = activation(self.recurrent_activation)
         i, f, g, o = self.gate_preactivations(params, carry, xp_BxG)
         c_BxH = sig(f) * carry.c + sig(i) * act(g)
+        if probe is not None:
+            c_BxH = c_BxH + probe.c
         h_BxH = sig(o) * act(c_BxH)
+        if probe is not None:
+            h_BxH = h_BxH + probe.h
         return LSTMCarry(h_BxH, c_BxH), h_BxH
 
     def param_count(self, input_size: int) -> int:

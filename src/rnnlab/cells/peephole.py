@@ -41,7 +41,7 @@ class PeepholeLSTM(LSTM):
 
     def __post_init__(self):
         super().__post_init__()
-        initializer(self.peephole_init, "peephole_init")
+        initializer(self.peephole_init, "cell.peephole_init")
 
     def init(self, key: jax.Array, input_size: int) -> Params:
         k_lstm, k_peep = jax.random.split(key)
@@ -50,13 +50,19 @@ class PeepholeLSTM(LSTM):
             k_peep, (3, self.hidden_size), params["kernel"].dtype)
         return params
 
-    def step(self, params: Params, carry: LSTMCarry, xp_BxG: jax.Array):
+    def probed_step(self, params: Params, carry: LSTMCarry, xp_BxG: jax.Array, probe):
+        """The step; a ``probe`` is added to ``c_t`` before the output gate and ``h_t`` read
+        it, and to ``h_t`` (see :meth:`Cell.probed_step`)."""
         act = activation(self.activation)
         sig = activation(self.recurrent_activation)
         p_i, p_f, p_o = params["peephole"].astype(xp_BxG.dtype)[:, None, :]  # each [1, H]
         i, f, g, o = self.gate_preactivations(params, carry, xp_BxG)
         c_BxH = sig(f + p_f * carry.c) * carry.c + sig(i + p_i * carry.c) * act(g)
+        if probe is not None:
+            c_BxH = c_BxH + probe.c
         h_BxH = sig(o + p_o * c_BxH) * act(c_BxH)
+        if probe is not None:
+            h_BxH = h_BxH + probe.h
         return LSTMCarry(h_BxH, c_BxH), h_BxH
 
     def param_count(self, input_size: int) -> int:

@@ -35,7 +35,7 @@ class SimpleRNN(Cell):
 
     def __post_init__(self):
         super().__post_init__()
-        activation(self.activation, "activation")
+        activation(self.activation, "cell.activation")
 
     def init(self, key: jax.Array, input_size: int) -> Params:
         return self._dense_params(key, input_size)
