@@ -227,8 +227,9 @@ class Cell:
         pdt = dtype_of(self.param_dtype)
         H, n = self.hidden_size, self.num_gates
         return {
-            "kernel": initializer(self.kernel_init, "cell.kernel_init")(k_in, (input_size, n * H), pdt),
+            "kernel": initializer(self.kernel_init, "cell.kernel_init")(
+                k_in, (input_size, n * H), pdt),
             "recurrent_kernel": init_blocks(self.recurrent_init, k_rec, H, H, n, pdt,
-                                            "recurrent_init"),
+                                            "cell.recurrent_init"),
             "bias": vector_initializer(self.bias_init, "cell.bias_init")(k_b, (n * H,), pdt),
         }
