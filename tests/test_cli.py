@@ -67,24 +67,42 @@ def test_single_run_writes_the_run_folder(tmp_path):
         assert g["layer_0/c/mean"].shape == (3, 2, 2 + 6)
 
 
-def test_sweep_survives_a_failing_job(tmp_path):
+def test_sweep_survives_failing_jobs_and_exits_nonzero(tmp_path):
+    """A job with a bad value and a job that diverges: every job runs, the sweep lists the
+    failed ones (stderr, sweep.csv, sweep.md) and the command exits with status 1."""
     tiny = [o for o in TINY if not o.startswith("task.length=")]
-    proc = _run(["-m", "cell=rnn", "task.length=2,0", *tiny, "logger.wandb.mode=disabled",
-                 f"hydra.sweep.dir={tmp_path}/sweep"], cwd=tmp_path)
-    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
-    assert len(jobs) == 2, (jobs, proc.stdout, proc.stderr)
+    proc = _run(["-m", "cell=rnn", "task.length=2,0", "optim=sgd", "optim.grad_clip=null",
+                 "optim.learning_rate=1e-2,1e38", *tiny, "logger.wandb.mode=disabled",
+                 "logger.plots=false", f"hydra.sweep.dir={tmp_path}/sweep"], cwd=tmp_path,
+                check=False)
+    assert proc.returncode == 1, proc.stderr
+    sweep = tmp_path / "sweep"
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(jobs) == 4, (jobs, proc.stdout, proc.stderr)
+    table = pd.read_csv(sweep / "sweep.csv").set_index("job")
+    status = {j.name: json.loads((j / "summary.json").read_text())["status"] for j in jobs}
+    assert sorted(status.values()) == ["failed", "failed", "failed", "ok"]
+    # the job numbers follow Hydra's order: cartesian product of task.length x learning_rate
+    assert table.loc["0_copy_rnn", "status"] == "ok"
+    assert table.loc["1_copy_rnn", "status"] == "diverged"
+    assert set(table.loc[["2_copy_rnn", "3_copy_rnn"], "status"]) == {"failed"}
+    assert "length must be an int >= 1; got 0" in table.loc["2_copy_rnn", "error"]
     ok = json.loads((jobs[0] / "summary.json").read_text())
-    failed = json.loads((jobs[1] / "summary.json").read_text())
-    assert ok["status"] == "ok"
-    assert failed["status"] == "failed" and "length must be an int >= 1; got 0" in failed["error"]
-    assert "FAILED" in proc.stderr
+    assert table.loc["0_copy_rnn", "metric"] == "accuracy"
+    assert table.loc["0_copy_rnn", "mean"] == pytest.approx(ok["final"]["accuracy"]["mean"])
+    md = (sweep / "sweep.md").read_text()
+    assert "4 jobs" in md and "## Jobs not ok" in md and "3_copy_rnn" in md
+    failed_lines = [line for line in proc.stderr.splitlines() if line.startswith("[rnnlab]   ")]
+    assert len(failed_lines) == 3 and all(" FAILED: " in line or " DIVERGED: " in line
+                                          for line in failed_lines)
 
 
 def test_diverged_training_keeps_what_was_logged(tmp_path):
     cfg = compose(["cell=rnn", *TINY, "train.steps=6", "optim=sgd", "optim.momentum=0.0",
                    "optim.learning_rate=1e38", "optim.grad_clip=null",
                    "logger.wandb.mode=disabled", "logger.plots=false"])
-    with pytest.raises(FloatingPointError, match="non-finite loss at step 2 for every seed"):
+    with pytest.raises(FloatingPointError,
+                       match=r"diverged for every seed by step 2 \(non-finite loss"):
         execute(cfg, tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "failed" and "diverged" in summary["error"]
@@ -92,6 +110,34 @@ def test_diverged_training_keeps_what_was_logged(tmp_path):
     assert set(df.step) == {0, 2}  # the initial evaluation and the diverged chunk
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert [e["event"] for e in events] == ["diverged", "diverged", "failed"]
+    assert events[0]["rule"] == "non-finite loss"
+    assert "Traceback" in events[-1]["traceback"]
+
+
+def test_exploding_finite_loss_is_divergence(tmp_path):
+    """A loss that explodes to finite values far above its start is divergence too; the
+    summary names the rule and the step. Reference: the logged losses themselves."""
+    cfg = compose(["cell=rnn", *TINY, "train.steps=8", "optim=sgd", "optim.momentum=0.0",
+                   "optim.learning_rate=30", "optim.grad_clip=null", "cell.hidden_size=4",
+                   "train.divergence_factor=2", "logger.wandb.mode=disabled",
+                   "logger.plots=false"])
+    try:
+        summary = execute(cfg, tmp_path)
+    except FloatingPointError:
+        summary = json.loads((tmp_path / "summary.json").read_text())
+    df = pd.read_json(tmp_path / "metrics.jsonl", lines=True)
+    initial = df[(df.split == "eval") & (df.step == 0)].set_index("seed")["loss"]
+    train = df[df.split == "train"].sort_values("step")
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    diverged = {e["seed"]: e for e in events if e["event"] == "diverged"}
+    assert diverged, "the loss did not explode: raise optim.learning_rate in this test"
+    for seed, event in diverged.items():
+        rows = train[train.seed == seed]
+        first = rows[~(rows.loss <= 2 * initial[seed])].iloc[0]  # first chunk over the rule
+        assert event["step"] == first.step
+        assert event["rule"].startswith("loss above 2 x initial")
+        if "divergence" in summary:
+            assert summary["divergence"][str(seed)]["step"] == first.step
 
 
 def test_unknown_cell_lists_the_registered_ones():
@@ -140,3 +186,29 @@ def test_packaged_configs_load_from_the_built_wheel(tmp_path):
     assert proc.returncode == 0, proc.stderr
     path, name = proc.stdout.split()
     assert Path(path) == site / "rnnlab" / "conf" and name == "peephole"
+
+
+def test_runs_started_together_get_their_own_folders(tmp_path):
+    """Two real processes with different settings started at the same moment: two folders,
+    each holding its own config, summary and metrics only."""
+    env = {**os.environ, "WANDB_SILENT": "true"}
+    tiny = [o for o in TINY if not o.startswith("task.length=")]
+    procs = [subprocess.Popen([sys.executable, "-m", "rnnlab.run", f"task.length={n}", *tiny,
+                               "logger.wandb.mode=disabled", "logger.plots=false",
+                               "gradients.enabled=false"], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for n in (5, 7)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    runs = sorted((tmp_path / "outputs").glob("*/*_copy_lstm"))
+    assert len(runs) == 2, runs
+    lengths = set()
+    for run in runs:
+        summary = json.loads((run / "summary.json").read_text())
+        length = summary["sequence_length"] - 2 * 3  # T + 2 copy_length
+        lengths.add(length)
+        df = pd.read_json(run / "metrics.jsonl", lines=True)
+        # 2 seeds x (initial eval + 2 chunks x (train, eval)) rows, nothing from the other run
+        assert len(df) == 2 * (1 + 2 * 2)
+        assert f"length: {length}" in (run / "config.yaml").read_text()
+    assert lengths == {5, 7}

@@ -336,16 +336,19 @@ def test_csv_errors_name_the_column(tmp_path):
         forecast.load_csv(path, "Close", missing="zero")
 
 
-def test_too_short_series_states_lengths():
+def test_too_short_series_states_lengths(tmp_path):
     with pytest.raises(ValueError, match=r"series 'linear' is too short: 9 rows; needs at least "
-                                         r"lookback \+ horizon \+ validation span \+ test span = "
-                                         r"12 \+ 1 \+ 1 \+ 2 = 16 rows"):
+                                         r"lookback=12 \+ horizon=1 \+ validation span \+ test "
+                                         r"span = 12 \+ 1 \+ 1 \+ 2 = 16 rows"):
         make_task("forecast", dataset="linear", lookback=12)
     with pytest.raises(ValueError, match=r"12 \+ 1 \+ 1 \+ 1 \+ 2 = 17 rows"):
         make_task("forecast", dataset="linear", lookback=12, transform="diff")
-    with pytest.raises(ValueError, match=r"the validation span has 1 rows .* needs at least "
+    # a series long enough for the lookback whose validation span is shorter than the horizon
+    path = _csv(tmp_path, "y\n" + "\n".join(str(i) for i in range(40)) + "\n", "long.csv")
+    with pytest.raises(ValueError, match=r"the validation span has 2 rows .* needs at least "
                                          r"horizon=3 rows"):
-        make_task("forecast", dataset="linear", lookback=2, horizon=3)
+        make_task("forecast", path=str(path), target="y", lookback=2, horizon=3,
+                  val_fraction=0.05)
 
 
 def test_task_option_errors(tmp_path):

@@ -107,10 +107,22 @@ def test_probe_equals_grad_wrt_carry_of_a_split_sequence():
 
         want = jax.jit(jax.grad(rest))(carry_k)
         np.testing.assert_allclose(g_h[k], np.asarray(want.h), rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(g_c[k], np.asarray(want.c), rtol=1e-5, atol=1e-6)
-    # the last step: only its own output term reads h_T, nothing reads c_T
+        # the total dL/dc_k adds the same-step path c_k -> h_k = o_k tanh(c_k) to the path
+        # through later steps: dh_k/dc_k = o_k (1 - tanh^2 c_k), with o_k = h_k / tanh(c_k)
+        dh_dc = _dh_dc(carry_k)
+        np.testing.assert_allclose(g_c[k], np.asarray(want.c + want.h * dh_dc), rtol=1e-4,
+                                   atol=1e-6)
+    # the last step: only its own output term reads h_T, and c_T only through h_T
     np.testing.assert_allclose(g_h[T - 1], np.asarray(w_BxTxH[:, T - 1]), rtol=1e-6)
-    np.testing.assert_array_equal(g_c[T - 1], np.zeros((B, H)))
+    _, carry_last = apply({"params": params}, x)
+    np.testing.assert_allclose(g_c[T - 1], np.asarray(w_BxTxH[:, T - 1] * _dh_dc(carry_last)),
+                               rtol=1e-4, atol=1e-7)
+
+
+def _dh_dc(carry):
+    """``dh/dc`` of ``h = o tanh(c)`` for an LSTM carry, with ``o = h / tanh(c)``."""
+    tanh_c = np.tanh(np.asarray(carry.c, np.float64))
+    return np.asarray(carry.h, np.float64) / tanh_c * (1 - tanh_c**2)
 
 
 @pytest.fixture(scope="module")
@@ -150,17 +162,12 @@ def test_padded_steps_get_exactly_zero_gradient(bidirectional_model):
     valid_TxB = np.arange(T)[:, None] < LENGTHS[None, :]
     for path, carry in flatten_dict(g_probes).items():
         name = gradients.layer_name(path)
-        # the step each direction processes last: nothing later reads its cell state
-        last_B = LENGTHS - 1 if not name.endswith("_reverse") else np.zeros(B, np.int64)
         for field, g_TxBxH in carry._asdict().items():
             norms_TxB = np.linalg.norm(np.asarray(g_TxBxH, np.float64), axis=-1)
             np.testing.assert_array_equal(norms_TxB[~valid_TxB], 0.0,
                                           err_msg=f"{name}/{field} on padded steps")
-            reads_later = valid_TxB.copy()
-            if field == "c":
-                np.testing.assert_array_equal(norms_TxB[last_B, np.arange(B)], 0.0)
-                reads_later[last_B, np.arange(B)] = False
-            assert (norms_TxB[reads_later] > 0).all(), f"{name}/{field} on valid steps"
+            # every valid step reaches the loss, the last one's cell state through its h_t
+            assert (norms_TxB[valid_TxB] > 0).all(), f"{name}/{field} on valid steps"
             # batch statistics over the valid examples of each step only
             want_mean = [norms_TxB[t, valid_TxB[t]].mean() for t in range(T)]
             want_std = [norms_TxB[t, valid_TxB[t]].std() for t in range(T)]
@@ -179,7 +186,7 @@ def test_half_life_and_ratio_of_geometric_curves(a):
     holey = curve_T.copy()
     holey[[2, 5]] = np.nan
     assert gradients.half_life(holey) == pytest.approx(math.log(2) / -math.log(a), rel=1e-9)
-    # an exact zero at the end (an LSTM's final cell state is never read) is skipped
+    # an exact zero at the end (a curve the loss does not reach there) is skipped
     zero_end = np.append(curve_T, 0.0)
     assert gradients.first_last_ratio(zero_end) == pytest.approx(a ** (steps - 1), rel=1e-9)
     summary = gradients.summarize({"layer_0/h": {"mean": curve_T, "std": 0 * curve_T}})

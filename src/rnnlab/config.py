@@ -9,6 +9,7 @@ with Hydra's message naming the key. Cell and task schemas are generated from th
 """
 
 import dataclasses
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,8 @@ class TrainConfig:
     log_every: int = 100  # steps per compiled chunk; metrics and evaluation between chunks
     eval_batch_size: int = 512  # held-out sequences per evaluation
     early_stopping_patience: int | None = None  # evaluations without val improvement; null: off
+    divergence_factor: float | None = 100.0  # a seed diverges when its training loss exceeds
+    # this multiple of its initial held-out loss (or is not finite); null: non-finite only
 
 
 @dataclasses.dataclass
@@ -111,8 +114,18 @@ def experiments_dir() -> Path | None:
     return path if path.is_dir() else None
 
 
+def _random_id() -> str:
+    """Six hex digits from the OS's random source: the part of a run folder's name that keeps
+    runs (and sweeps) started in the same second, on one machine or many, apart."""
+    return secrets.token_hex(3)
+
+
 def register_configs() -> None:
-    """Stores the schemas (and the experiment presets) in Hydra's ConfigStore."""
+    """Stores the schemas (and the experiment presets) in Hydra's ConfigStore, and registers
+    the ``rnnlab_id`` resolver used in the run-folder names (cached per config, so every
+    reading of ``hydra.run.dir`` within one run, and every job of a sweep, sees the same id)."""
+    if not OmegaConf.has_resolver("rnnlab_id"):
+        OmegaConf.register_new_resolver("rnnlab_id", _random_id, use_cache=True)
     cs = ConfigStore.instance()
     cs.store(name="rnnlab_schema", node=RunConfig)
     for name in CELLS:

@@ -1,10 +1,13 @@
 """Gradient norms through time: how ``||dL/dh_t||`` changes with the distance from the readout.
 
-The driver (:mod:`rnnlab.recurrent`) adds a zero probe ``eps_t`` to each layer's carry after
-every step when the ``probes`` collection is passed; the gradient of the loss with respect to
-the probe is ``dL/d carry_t``, the total derivative through all later steps, and comes out of the
-same backward pass as the parameter gradients. Nothing in a cell changes; without the
-collection the probe does not exist, so training without it costs nothing.
+The driver (:mod:`rnnlab.recurrent`) adds a zero probe ``eps_t`` to each layer's carry at
+every step when the ``probes`` collection is passed, where the cell produces each carry field
+(:meth:`rnnlab.cells.base.Cell.probed_step`: the LSTM family adds ``eps_c`` to ``c_t`` before
+``h_t = o_t tanh(c_t)`` reads it). The gradient of the loss with respect to the probe is
+``dL/d carry_t``, the total derivative through every later use (the same step's output and all
+later steps), equal to autograd's ``c_t.grad``/``h_t.grad`` of a hand-unrolled network, and it
+comes out of the same backward pass as the parameter gradients. Without the collection the
+probe does not exist, so training without it costs nothing.
 
 Shape legend: B batch, T time, H hidden, L layers.
 
@@ -17,8 +20,8 @@ with ``d = T - 1 - t`` the distance from the end of the sequence (where the loss
   decay);
 * ``first_last_ratio``: ``||dL/dh_0|| / ||dL/dh_{T-1}||``.
 
-Exact zeros are left out of both: the final cell state of an LSTM is never read, so
-``dL/dc_{T-1} = 0``, and the ratio for ``c`` uses the last step with a nonzero gradient.
+Exact zeros (padding; a curve that no loss reaches) are left out of both, and the ratio uses
+the last step with a nonzero gradient.
 """
 
 import math

@@ -7,6 +7,7 @@ checks and early stopping between chunks.
 
 import math
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from rnnlab import gradients
+from rnnlab.checks import ConfigError
+from rnnlab.jobs import claim_run_dir
 from rnnlab.logging import LocalSink, Logger, WandbSink
 from rnnlab.train import LOSS, Trainer, make_train, param_count, seed_keys
 
@@ -33,13 +36,32 @@ def _select(mask_S, new, old):
     return jax.tree.map(pick, new, old)
 
 
+def divergence_rule(train_loss: float, initial_loss: float, factor: float | None) -> str | None:
+    """Which divergence rule a seed's chunk-mean training loss breaks, or None.
+
+    ``non-finite loss``: NaN or inf. ``loss above F x initial``: the loss exceeds ``factor``
+    times the seed's held-out loss at initialisation (a run whose loss explodes to 1e4 against
+    an initial 0.8 has diverged even though every number is finite)."""
+    if not math.isfinite(train_loss):
+        return "non-finite loss"
+    if factor is not None and math.isfinite(initial_loss) and train_loss > factor * abs(
+            initial_loss):
+        return (f"loss above {factor:g} x initial: training loss {train_loss:.4g} > "
+                f"{factor:g} x {initial_loss:.4g}")
+    return None
+
+
 def fit(trainer: Trainer, keys: jax.Array, logger: Logger, seeds: list[int], *,
-        gradients_every: int | None, patience: int | None = None, progress: bool = True):
+        gradients_every: int | None, patience: int | None = None, progress: bool = True,
+        divergence_factor: float | None = None):
     """Trains all seeds together. Returns ``(state, eval_metrics, info)``; with ``patience``,
     the state is each seed's best on the held-out loss (Keras' ``restore_best_weights``).
 
-    Raises ``FloatingPointError(step, losses)`` when every seed has diverged; a single
-    diverged seed is logged as an event and left out of the summary."""
+    A seed diverges when its training loss is not finite, or exceeds ``divergence_factor``
+    times its initial held-out loss (:func:`divergence_rule`); it is logged as an event, left
+    out of the summary, and ``info["divergence"]`` says which rule fired at which step.
+
+    Raises ``FloatingPointError`` when every seed has diverged."""
     init = jax.jit(jax.vmap(trainer.init))
     chunk = jax.jit(jax.vmap(trainer.run_chunk))
     evaluate = jax.jit(jax.vmap(trainer.evaluate))
@@ -54,6 +76,8 @@ def fit(trainer: Trainer, keys: jax.Array, logger: Logger, seeds: list[int], *,
 
     S = len(seeds)
     alive = np.ones(S, bool)
+    initial_loss = np.asarray(ev[LOSS], np.float64)
+    divergence: dict[str, dict] = {}
     best_loss = np.where(np.isfinite(ev[LOSS]), ev[LOSS], np.inf)
     best_state, best_step = state, np.zeros(S, int)
     since_best = np.zeros(S, int)
@@ -72,15 +96,21 @@ def fit(trainer: Trainer, keys: jax.Array, logger: Logger, seeds: list[int], *,
             step += trainer.chunk_size
             logger.log(step, "train", tm, seeds)
             logger.log(step, "eval", ev, seeds)
-            finite = np.isfinite(tm[LOSS]) & np.isfinite(ev[LOSS])
-            for i in np.flatnonzero(alive & ~finite):
-                logger.event("diverged", seed=seeds[i], step=step,
-                             train_loss=float(tm[LOSS][i]), eval_loss=float(ev[LOSS][i]))
-            alive &= finite
+            for i in np.flatnonzero(alive):
+                train_loss = float(tm[LOSS][i])
+                rule = divergence_rule(train_loss, float(initial_loss[i]), divergence_factor)
+                if rule is None and not math.isfinite(float(ev[LOSS][i])):
+                    rule = "non-finite loss"
+                if rule is not None:
+                    alive[i] = False
+                    divergence[str(seeds[i])] = {"step": step, "rule": rule}
+                    logger.event("diverged", seed=seeds[i], step=step, rule=rule,
+                                 train_loss=train_loss, eval_loss=float(ev[LOSS][i]))
             if not alive.any():
+                rules = sorted({d["rule"].split(":")[0] for d in divergence.values()})
                 raise FloatingPointError(
-                    f"training diverged: non-finite loss at step {step} for every seed "
-                    f"(train losses {tm[LOSS].tolist()}); lower optim.learning_rate or set "
+                    f"training diverged for every seed by step {step} ({'; '.join(rules)}; "
+                    f"train losses {tm[LOSS].tolist()}); lower optim.learning_rate or set "
                     f"optim.grad_clip")
             last_chunk = step == trainer.steps
             if gradients_every is not None and (
@@ -106,6 +136,7 @@ def fit(trainer: Trainer, keys: jax.Array, logger: Logger, seeds: list[int], *,
         state = best_state
         ev = _host(evaluate(state))
     info = {"steps_run": step, "alive": alive, "stopped_early": stopped_early,
+            "divergence": divergence,
             "best_step": best_step if patience is not None else None,
             "train_seconds": wall, "steps_per_second": step / max(wall, 1e-9)}
     return state, ev, info
@@ -199,16 +230,40 @@ def _in_sweep() -> bool:
         return False
 
 
-def execute(cfg, run_dir: str | Path) -> dict[str, Any]:
-    """One job: builds everything from ``cfg``, trains all seeds, logs into ``run_dir``.
+def build(cfg) -> Trainer:
+    """:func:`rnnlab.train.make_train`, with every failure reported as a
+    :class:`~rnnlab.checks.ConfigError` (a value that cannot run): nothing is compiled or
+    written yet."""
+    try:
+        return make_train(cfg)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, KeyError, LookupError, OSError) as err:
+        raise ConfigError(str(err).strip("'\"")) from err
 
-    Whatever happens, ``summary.json`` ends with a ``status`` (``ok`` or ``failed`` with the
-    error) and every metric logged before a failure stays in the run folder."""
+
+def execute(cfg, run_dir: str | Path, trainer: Trainer | None = None) -> dict[str, Any]:
+    """One job: builds everything from ``cfg`` (or takes the ``trainer`` already built from
+    it), trains all seeds, logs into ``run_dir``.
+
+    Bad values raise :class:`~rnnlab.checks.ConfigError` before anything is written, and so
+    does a run folder that holds a finished run or that another live run is writing
+    (:func:`rnnlab.jobs.claim_run_dir`). After that, whatever happens, ``summary.json`` ends
+    with a ``status`` (``ok`` or ``failed`` with the error) and every metric logged before a
+    failure stays in the run folder."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if trainer is None:
+        trainer = build(cfg)
+    lock = claim_run_dir(run_dir)
+    try:
+        return _execute(cfg, run_dir, trainer)
+    finally:
+        lock.release()
+
+
+def _execute(cfg, run_dir: Path, trainer: Trainer) -> dict[str, Any]:
     logger = None
     try:
-        trainer = make_train(cfg)
         seeds = list(range(cfg.train.seed, cfg.train.seed + cfg.train.num_seeds))
         logger = make_logger(cfg, run_dir)
         info = {"param_count": param_count(trainer), "seeds": seeds,
@@ -219,15 +274,19 @@ def execute(cfg, run_dir: str | Path) -> dict[str, Any]:
         state, ev, fit_info = fit(
             trainer, seed_keys(cfg), logger, seeds,
             gradients_every=(g.every if g.enabled else None),
-            patience=cfg.train.early_stopping_patience, progress=cfg.logger.progress)
+            patience=cfg.train.early_stopping_patience, progress=cfg.logger.progress,
+            divergence_factor=cfg.train.divergence_factor)
         summary = summarize(cfg, trainer, seeds, ev, fit_info, gradient_summary(logger))
+        summary["main_metric"] = {"name": trainer.task.main_metric,
+                                  "maximize": trainer.task.maximize}
         summary.update(trainer.task.final_report(trainer, state, fit_info["alive"]))
     except Exception as err:
         summary = {"status": "failed", "error": f"{type(err).__name__}: {err}",
                    "title": run_dir.name}
         if logger is None:
             logger = Logger([LocalSink(run_dir, plots=False)])
-        logger.event("failed", error=summary["error"])
+        logger.event("failed", error=summary["error"],
+                     traceback="".join(traceback.format_exception(err)))
         logger.finish(summary)
         raise
     logger.finish(summary)

@@ -5,9 +5,13 @@
     python -m rnnlab.run -m +experiment=memory_horizon_cpu
 
 Each job trains all ``train.num_seeds`` seeds of its config in one compiled program and writes
-its run folder (Hydra's output folder; see :mod:`rnnlab.logging`). In a sweep (``-m``) a job
-that fails records its error in its run folder and the sweep goes on; a single run that fails
-exits with the error.
+its run folder (Hydra's output folder; see :mod:`rnnlab.logging`).
+
+Exit status: 0 when everything ran; 2 when a value cannot run (one line names the field, the
+value and what is accepted; nothing is written); 1 when a run failed while training, or when
+any job of a sweep failed. In a sweep (``-m``) every job runs whatever the others do; a failed
+job records its error in its run folder, and the sweep folder gets ``sweep.csv``/``sweep.md``
+(see :mod:`rnnlab.jobs`). ``HYDRA_FULL_ERROR=1`` shows tracebacks.
 """
 
 import sys
@@ -17,6 +21,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from rnnlab import jobs
+from rnnlab.checks import ConfigError
 from rnnlab.config import config_dir, register_configs
 from rnnlab.loop import execute, summary_line
 
@@ -27,23 +33,39 @@ register_configs()
 def _main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     run_dir = hc.runtime.output_dir
+    sweep = hc.mode == RunMode.MULTIRUN
     try:
-        summary = execute(cfg, run_dir)
+        summary = execute(cfg, run_dir, trainer=jobs.prebuilt(cfg))
     except Exception as err:
-        if hc.mode != RunMode.MULTIRUN:
+        if jobs.full_errors() and not sweep:
             raise
-        print(f"[rnnlab] job {hc.job.num} ({hc.job.override_dirname}) FAILED: "
-              f"{type(err).__name__}: {err}\n[rnnlab] its run folder keeps what was logged: "
-              f"{run_dir}", file=sys.stderr)
+        bad_input = isinstance(err, ConfigError)
+        if sweep:
+            if bad_input:  # nothing was written: the job's record is its failed summary
+                jobs.record_failed_job(run_dir, err)
+            jobs.fail(f"[rnnlab] job {hc.job.num} ({hc.job.override_dirname}) FAILED: "
+                      f"{type(err).__name__}: {err}\n[rnnlab] its run folder: {run_dir}",
+                      jobs.EXIT_FAILED)
+            return None
+        if bad_input:
+            jobs.remove_if_only_hydra(run_dir)
+            jobs.fail(f"[rnnlab] error: {err}", jobs.EXIT_BAD_INPUT)
+        else:
+            jobs.fail(f"[rnnlab] run failed: {type(err).__name__}: {err}\n[rnnlab] its run "
+                      f"folder keeps what was logged (traceback in events.jsonl): {run_dir}",
+                      jobs.EXIT_FAILED)
         return None
     print(summary_line(summary))
     print(f"[rnnlab] run folder: {run_dir}")
-    loss = summary["final"].get("loss", {}).get("mean")
-    return loss
+    main = summary["main_metric"]["name"]
+    return summary["final"].get(main, {}).get("mean")
 
 
 def main() -> None:
+    jobs.reset()
     _main()
+    if jobs.exit_code():
+        sys.exit(jobs.exit_code())
 
 
 if __name__ == "__main__":

@@ -24,7 +24,10 @@ import optax
 
 from rnnlab import gradients
 from rnnlab.cells import make_cell
+from rnnlab.cells.base import ACTIVATIONS
+from rnnlab.checks import ConfigError, check_choice, check_int, check_number
 from rnnlab.models import SequenceModel, count_params
+from rnnlab.recurrent import MERGES, PROJECTIONS
 from rnnlab.tasks import Batch, Task, make_task
 
 # metric names
@@ -65,8 +68,7 @@ def layer_widths(cfg) -> list[int]:
     model = cfg.model
     if model.hidden_sizes:
         return [int(w) for w in model.hidden_sizes]
-    if model.num_layers < 1:
-        raise ValueError(f"model.num_layers must be >= 1; got {model.num_layers}")
+    check_int("model.num_layers", model.num_layers, 1)
     return [int(cfg.cell.hidden_size)] * int(model.num_layers)
 
 
@@ -90,7 +92,7 @@ def budget_width(cfg, task: Task) -> int:
     closest to ``model.param_budget`` (Collins et al. 2017's matched-capacity comparison)."""
     budget = int(cfg.model.param_budget)
     if cfg.model.hidden_sizes:
-        raise ValueError("set model.param_budget or model.hidden_sizes, not both; got "
+        raise ConfigError("set model.param_budget or model.hidden_sizes, not both; got "
                          f"param_budget={budget}, hidden_sizes={list(cfg.model.hidden_sizes)}")
     layers = int(cfg.model.num_layers)
 
@@ -99,7 +101,7 @@ def budget_width(cfg, task: Task) -> int:
                                  task)
 
     if count(1) > budget:
-        raise ValueError(f"model.param_budget={budget} is below the smallest model "
+        raise ConfigError(f"model.param_budget={budget} is below the smallest model "
                          f"({count(1)} parameters at width 1)")
     lo, hi = 1, 2
     while count(hi) <= budget:
@@ -158,17 +160,12 @@ OPTIMIZERS: dict[str, Callable[[Any, optax.Schedule], optax.GradientTransformati
 
 def build_optimizer(optim, total_steps: int) -> tuple[optax.GradientTransformation,
                                                       optax.Schedule]:
-    if optim.name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer optim.name={optim.name!r}; "
-                         f"registered: {sorted(OPTIMIZERS)}")
-    if optim.schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule optim.schedule={optim.schedule!r}; "
-                         f"registered: {sorted(SCHEDULES)}")
+    check_choice("optim.name", optim.name, sorted(OPTIMIZERS))
+    check_choice("optim.schedule", optim.schedule, sorted(SCHEDULES))
     schedule = SCHEDULES[optim.schedule](optim, total_steps)
     tx = OPTIMIZERS[optim.name](optim, schedule)
     if optim.grad_clip is not None:
-        if optim.grad_clip <= 0:
-            raise ValueError(f"optim.grad_clip must be > 0 or null; got {optim.grad_clip}")
+        check_number("optim.grad_clip", optim.grad_clip, 0.0, low_open=True, optional=True)
         tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip), tx)
     return tx, schedule
 
@@ -267,20 +264,79 @@ class Trainer:
         return jax.lax.scan(chunk, self.init(key), None, length=self.num_chunks)
 
 
+def validate(cfg) -> None:
+    """Checks every value of the ``model``, ``optim``, ``train``, ``gradients`` and ``logger``
+    groups that the schema's types cannot (ranges, names, relations between fields).
+
+    Raises:
+      ConfigError: naming the field, the value and what is accepted. (Cell and task options
+        are checked when the cell and task are built.)"""
+    t, g, m, o = cfg.train, cfg.gradients, cfg.model, cfg.optim
+    check_int("train.steps", t.steps, 1)
+    check_int("train.batch_size", t.batch_size, 1)
+    check_int("train.num_seeds", t.num_seeds, 1)
+    check_int("train.seed", t.seed, 0)
+    check_int("train.log_every", t.log_every, 1, t.steps,
+              why=f" (train.steps={t.steps}): steps per compiled chunk")
+    if t.steps % t.log_every:
+        raise ConfigError(f"train.steps={t.steps} must be a multiple of "
+                          f"train.log_every={t.log_every}")
+    check_int("train.eval_batch_size", t.eval_batch_size, 1)
+    check_int("train.early_stopping_patience", t.early_stopping_patience, 1, optional=True,
+              why=" (evaluations without improvement)")
+    check_number("train.divergence_factor", t.divergence_factor, 1.0, low_open=True,
+                 optional=True, why=" (times the initial loss)")
+    check_int("gradients.batch_size", g.batch_size, 1)
+    check_int("gradients.every", g.every, 0, why=" (0: at initialisation and the end only)")
+    if g.enabled and g.every and g.every < t.steps and g.every % t.log_every:
+        raise ConfigError(f"gradients.every={g.every} must be a multiple of "
+                          f"train.log_every={t.log_every} (or 0: at initialisation and the "
+                          f"end only)")
+    check_int("model.num_layers", m.num_layers, 1)
+    if m.hidden_sizes is not None:
+        if not m.hidden_sizes:
+            raise ConfigError("model.hidden_sizes must be null or a non-empty list of widths; "
+                              "got []")
+        for i, w in enumerate(m.hidden_sizes):
+            check_int(f"model.hidden_sizes[{i}]", w, 1)
+        if m.num_layers not in (1, len(m.hidden_sizes)):
+            raise ConfigError(f"model.num_layers={m.num_layers} disagrees with "
+                              f"model.hidden_sizes={list(m.hidden_sizes)} "
+                              f"({len(m.hidden_sizes)} layers); set one of them")
+    check_int("model.param_budget", m.param_budget, 1, optional=True)
+    check_choice("model.merge", m.merge, MERGES)
+    check_number("model.dropout", m.dropout, 0.0, 1.0, high_open=True)
+    for i, w in enumerate(m.head_sizes):
+        check_int(f"model.head_sizes[{i}]", w, 1)
+    check_choice("model.head_activation", m.head_activation, sorted(ACTIVATIONS))
+    check_int("model.unroll", m.unroll, 1, why=" (steps per scan iteration)")
+    check_choice("model.projection", m.projection, PROJECTIONS)
+    check_choice("optim.name", o.name, sorted(OPTIMIZERS))
+    check_choice("optim.schedule", o.schedule, sorted(SCHEDULES))
+    check_number("optim.learning_rate", o.learning_rate, 0.0, low_open=True)
+    check_int("optim.warmup_steps", o.warmup_steps, 0, t.steps - 1,
+              why=f" (fewer than train.steps={t.steps})")
+    check_number("optim.final_lr_fraction", o.final_lr_fraction, 0.0, 1.0,
+                 why=" (the final learning rate as a fraction of the peak)")
+    check_number("optim.grad_clip", o.grad_clip, 0.0, low_open=True, optional=True)
+    check_number("optim.weight_decay", o.weight_decay, 0.0)
+    check_number("optim.momentum", o.momentum, 0.0, 1.0, high_open=True)
+    check_number("optim.decay", o.decay, 0.0, 1.0, low_open=True, high_open=True)
+    check_number("optim.eps", o.eps, 0.0, low_open=True)
+    from rnnlab.logging import WANDB_MODES
+
+    check_choice("logger.wandb.mode", cfg.logger.wandb.mode, WANDB_MODES)
+
+
 def make_train(cfg) -> Trainer:
-    """Builds the :class:`Trainer` for a run config (see :mod:`rnnlab.config`)."""
-    t = cfg.train
-    if t.steps < 1 or t.batch_size < 1 or t.num_seeds < 1 or t.log_every < 1:
-        raise ValueError("train.steps, train.batch_size, train.num_seeds and train.log_every "
-                         f"must be >= 1; got steps={t.steps}, batch_size={t.batch_size}, "
-                         f"num_seeds={t.num_seeds}, log_every={t.log_every}")
-    chunk = min(int(t.log_every), int(t.steps))
-    if t.steps % chunk:
-        raise ValueError(f"train.steps={t.steps} must be a multiple of train.log_every={chunk}")
-    g = cfg.gradients
-    if g.enabled and g.every and g.every < t.steps and g.every % chunk:
-        raise ValueError(f"gradients.every={g.every} must be a multiple of "
-                         f"train.log_every={chunk} (or 0: at initialisation and the end only)")
+    """Builds the :class:`Trainer` for a run config (see :mod:`rnnlab.config`).
+
+    Raises:
+      ConfigError: a value that cannot run (see :func:`validate`); cells and tasks raise
+        ``ValueError``/``TypeError`` naming their option."""
+    validate(cfg)
+    t, g = cfg.train, cfg.gradients
+    chunk = int(t.log_every)
     task = build_task(cfg)
     cells = None
     if cfg.model.param_budget is not None:

@@ -182,7 +182,14 @@ def load_csv(path: str | Path, target: str, features: Sequence[str] | None = Non
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CSV file not found: {path}")
-    raw = pd.read_csv(path)
+    try:
+        raw = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"CSV file {path} is empty: it needs a header row and data rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(f"CSV file {path} cannot be read as CSV: {err}") from None
+    if raw.empty:
+        raise ValueError(f"CSV file {path} has a header but no data rows")
     features = tuple(features) if features is not None else (target,)
     columns = [target, *features]
     check_columns(raw, [*columns, *([time_column] if time_column else [])], str(path))

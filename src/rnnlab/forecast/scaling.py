@@ -90,18 +90,21 @@ def split_spans(length: int, *, lookback: int, horizon: int, val_fraction: float
         val_end, train_end = length - n_test, length - n_test - n_val
         how = f"val_fraction={val_fraction}, test_fraction={test_fraction}"
     n_val, n_test = val_end - train_end, length - val_end
-    for span, n in (("validation", n_val), ("test", n_test)):
-        if n < horizon:
-            raise ValueError(f"{name}: the {span} span has {n} rows ({how}, {length} rows); "
-                             f"it needs at least horizon={horizon} rows for one window")
-    parts = [("lookback", lookback), ("horizon", horizon)]
-    parts += [("differencing", offset)] if offset else []
-    parts += [("validation span", n_val), ("test span", n_test)]
+    # the length check comes first, with spans of at least one window each, so that a series
+    # too short for the lookback names the lookback rather than an empty span
+    parts = [(f"lookback={lookback}", lookback), (f"horizon={horizon}", horizon)]
+    parts += [(f"differencing={offset}", offset)] if offset else []
+    parts += [("validation span", max(n_val, horizon)), ("test span", max(n_test, horizon))]
     needed = sum(n for _, n in parts)
     if length < needed:
         raise ValueError(f"{name} is too short: {length} rows; needs at least "
                          f"{' + '.join(p for p, _ in parts)} = "
-                         f"{' + '.join(str(n) for _, n in parts)} = {needed} rows ({how})")
+                         f"{' + '.join(str(n) for _, n in parts)} = {needed} rows ({how}); "
+                         f"lower lookback or use a longer series")
+    for span, n in (("validation", n_val), ("test", n_test)):
+        if n < horizon:
+            raise ValueError(f"{name}: the {span} span has {n} rows ({how}, {length} rows); "
+                             f"it needs at least horizon={horizon} rows for one window")
     return Spans(train_end, val_end, length)
 
 

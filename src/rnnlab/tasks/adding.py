@@ -45,6 +45,8 @@ class AddingTask(Task):
     length: int = 100
 
     readout = "last"
+    main_metric = "mse"
+    maximize = False
     input_size = 2
     output_size = 1
 

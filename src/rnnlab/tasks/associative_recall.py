@@ -69,6 +69,8 @@ class AssociativeRecallTask(Task):
     value_vocab_size: int = 16
 
     readout = "every"
+    main_metric = "accuracy"
+    maximize = True
 
     def __post_init__(self):
         for name in ("length", "num_pairs", "num_queries", "key_vocab_size",

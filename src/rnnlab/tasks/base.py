@@ -12,7 +12,12 @@ A task is a frozen dataclass of its sizes with pure, jittable methods:
 * ``solved(metrics) -> bool``: the task's "solved" criterion.
 
 Class attributes say how the model reads the task: ``readout`` (``every`` step or the
-``last``), ``vocab_size`` (token inputs) or ``input_size`` (real inputs) and ``output_size``.
+``last``), ``vocab_size`` (token inputs) or ``input_size`` (real inputs) and ``output_size``;
+``main_metric`` and ``maximize`` name the held-out metric that ranks runs (sweep tables,
+hyperparameter searches).
+
+Targets at positions of weight 0 may hold anything (NaN, a padding label): the shared losses
+(:func:`weighted_mean`, :func:`cross_entropy`) select them away before any arithmetic.
 """
 
 import dataclasses
@@ -47,6 +52,8 @@ class Task:
     """Base class; see the module docstring."""
 
     readout: ClassVar[str] = "every"
+    main_metric: ClassVar[str] = "loss"  # the held-out metric a sweep ranks runs by
+    maximize: ClassVar[bool] = False  # whether a larger main_metric is better
     vocab_size: ClassVar[int | None] = None
     input_size: ClassVar[int | None] = None
     output_size: ClassVar[int] = 1
@@ -92,12 +99,24 @@ class Task:
 
 
 def weighted_mean(values, weight):
-    return jnp.sum(values * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+    """``sum(values * weight) / sum(weight)`` (0 when every weight is 0). Positions of weight 0
+    are left out even when their value is NaN or inf (padding, missing targets): they are
+    selected away with ``jnp.where``, never multiplied by 0."""
+    kept = jnp.where(weight > 0, values, jnp.zeros((), values.dtype))
+    return jnp.sum(kept * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+
+
+def valid_labels(labels, weight):
+    """``labels`` with the positions of weight 0 set to class 0, so that a padding label
+    (``-1``, ``-100``, out of range) never indexes out of bounds: ``take_along_axis`` would
+    read NaN there, and NaN times a zero weight is still NaN in the gradient."""
+    return jnp.where(weight > 0, labels, jnp.zeros((), labels.dtype))
 
 
 def cross_entropy(logits_BxTxC, labels_BxT, weight_BxT):
     """Mean cross-entropy in nats over the weighted positions."""
     logp = jax.nn.log_softmax(logits_BxTxC.astype(jnp.float32), axis=-1)
+    labels_BxT = valid_labels(labels_BxT, weight_BxT)
     nll = -jnp.take_along_axis(logp, labels_BxT[..., None], axis=-1)[..., 0]
     return weighted_mean(nll, weight_BxT)
 

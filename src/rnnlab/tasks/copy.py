@@ -40,6 +40,8 @@ class CopyTask(Task):
     num_symbols: int = 8
 
     readout = "every"
+    main_metric = "accuracy"
+    maximize = True
 
     def __post_init__(self):
         for name in ("length", "copy_length", "num_symbols"):

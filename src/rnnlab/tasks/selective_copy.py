@@ -60,6 +60,8 @@ class SelectiveCopyTask(Task):
     num_symbols: int = 8
 
     readout = "every"
+    main_metric = "accuracy"
+    maximize = True
 
     def __post_init__(self):
         check_int("selective_copy", "length", self.length, 1)

@@ -63,6 +63,8 @@ class TemporalOrderTask(Task):
     num_distractors: int = 4
 
     readout = "last"
+    main_metric = "accuracy"
+    maximize = True
     # the paper's windows in percent of the length, per num_relevant
     WINDOWS_PERCENT: ClassVar[dict[int, tuple[tuple[int, int], ...]]] = {
         2: ((10, 20), (50, 60)),

@@ -198,6 +198,8 @@ class TimedSpikesTask(Task):
 
     input_size = 1
     output_size = 1
+    main_metric = "exact_fraction"  # both modes
+    maximize = True
 
     def __post_init__(self):
         if self.mode not in MODES:

@@ -1,0 +1,268 @@
+"""What the command line does around each job: refusing bad values before anything is written,
+one run per run folder, and the sweep's outcome at the end.
+
+* Single runs (``python -m rnnlab.run ...``): :class:`RunCallback.on_run_start` builds the run
+  (every check of :func:`rnnlab.train.make_train`) and checks its folder *before* Hydra creates
+  it, so a bad value prints one line, exits with status 2 and leaves no folder behind.
+* Every job holds an exclusive lock on its run folder (:func:`claim_run_dir`) while it runs; a
+  second run pointed at the same folder is refused, and so is a folder that already holds a
+  finished run.
+* Sweeps (``-m``): :class:`RunCallback.on_multirun_end` writes ``sweep.csv`` and ``sweep.md``
+  (one row per job: status, error, main metric mean ± std over seeds, run folder) into the
+  sweep folder, prints the failed jobs, and makes the command exit with status 1 when any job
+  failed. It reads the jobs' ``summary.json`` files, so it works with any Hydra launcher.
+
+``HYDRA_FULL_ERROR=1`` shows the Python traceback of a failure instead of the one-line message.
+"""
+
+import copy
+import fcntl
+import json
+import math
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from rnnlab.checks import ConfigError
+
+LOCK_NAME = ".rnnlab.lock"
+SUMMARY = "summary.json"
+EXIT_BAD_INPUT = 2  # a value that cannot run (nothing was trained)
+EXIT_FAILED = 1  # a run, or any job of a sweep, failed while running
+
+_state: dict[str, Any] = {"exit_code": 0, "prebuilt": None}
+
+
+def full_errors() -> bool:
+    """``HYDRA_FULL_ERROR=1``: show tracebacks instead of one-line messages."""
+    return os.environ.get("HYDRA_FULL_ERROR", "") not in ("", "0")
+
+
+def fail(message: str, code: int) -> None:
+    """Prints ``message`` on stderr and records the exit status of the command."""
+    print(message, file=sys.stderr)
+    _state["exit_code"] = max(_state["exit_code"], code)
+
+
+def exit_code() -> int:
+    return _state["exit_code"]
+
+
+def reset() -> None:
+    """Forgets the exit status and the prebuilt run (one command line = one call of main)."""
+    _state.update(exit_code=0, prebuilt=None)
+
+
+# ---- the run folder ---------------------------------------------------------------------------
+class RunDirLock:
+    """An exclusive ``flock`` on ``RUN_DIR/.rnnlab.lock``, held while a job writes the folder
+    (the kernel releases it when the process ends, even on SIGKILL)."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK_NAME
+        self.file = None
+
+    def acquire(self) -> "RunDirLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise ConfigError(f"run folder {self.path.parent} is in use by a live run "
+                              f"({holder}); choose another folder (hydra.run.dir=...)") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        f.flush()
+        self.file = f
+        return self
+
+    def release(self) -> None:
+        if self.file is not None:
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
+            self.file = None
+
+
+def check_run_dir(run_dir: Path, *, resume: bool = False) -> None:
+    """Refuses a folder that holds a finished run (its ``summary.json``) unless resuming, or
+    that a live run holds. Writes nothing when the folder does not exist."""
+    run_dir = Path(run_dir)
+    if not resume and (run_dir / SUMMARY).exists():
+        raise ConfigError(f"run folder {run_dir} already holds a finished run ({SUMMARY}); "
+                          "choose another folder (hydra.run.dir=...) or remove that one")
+    if (run_dir / LOCK_NAME).exists():
+        RunDirLock(run_dir).acquire().release()
+
+
+def claim_run_dir(run_dir: Path, *, resume: bool = False) -> RunDirLock:
+    """:func:`check_run_dir`, then the folder's lock (released by the caller)."""
+    check_run_dir(run_dir, resume=resume)
+    return RunDirLock(run_dir).acquire()
+
+
+def remove_if_only_hydra(run_dir: Path) -> None:
+    """Deletes a run folder that holds nothing but what Hydra wrote before the job started
+    (``.hydra/``, an empty log, our lock), and its date folder if that is left empty."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    for entry in run_dir.iterdir():
+        if entry.name in (".hydra", LOCK_NAME):
+            continue
+        if entry.suffix == ".log" and entry.stat().st_size == 0:
+            continue
+        return
+    import shutil
+
+    shutil.rmtree(run_dir, ignore_errors=True)
+    try:
+        run_dir.parent.rmdir()  # only when empty
+    except OSError:
+        pass
+
+
+# ---- single runs: build before anything is written ---------------------------------------------
+def job_config(config: DictConfig) -> DictConfig:
+    """The job's config as the task function receives it (without the ``hydra`` node)."""
+    cfg = copy.deepcopy(config)
+    with read_write(cfg), open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def prebuilt(cfg: DictConfig):
+    """The trainer built by :meth:`RunCallback.on_run_start` for this very config, or None."""
+    entry = _state["prebuilt"]
+    if entry is not None and entry[0] == OmegaConf.to_yaml(cfg):
+        return entry[1]
+    return None
+
+
+class RunCallback(Callback):
+    """Hydra callback (``hydra.callbacks.rnnlab`` in ``conf/config.yaml``)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from rnnlab.loop import build
+
+        cfg = job_config(config)
+        try:
+            trainer = build(cfg)
+            check_run_dir(Path(config.hydra.run.dir), resume=_resuming(cfg))
+        except ConfigError as err:
+            if full_errors():
+                raise
+            print(f"[rnnlab] error: {err}", file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
+        _state["prebuilt"] = (OmegaConf.to_yaml(cfg), trainer)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = sweep_rows(sweep_dir)
+        write_sweep_summary(sweep_dir, rows)
+        failed = [r for r in rows if r["status"] not in ("ok",)]
+        ok = len(rows) - len(failed)
+        print(f"[rnnlab] sweep: {len(rows)} jobs, {ok} ok, {len(failed)} not ok; "
+              f"{sweep_dir / 'sweep.md'}")
+        for r in failed:
+            fail(f"[rnnlab]   {r['job']} {r['status'].upper()}: {r['error'] or 'no summary'} "
+                 f"({r['run_dir']})", EXIT_FAILED)
+
+
+def _resuming(cfg) -> bool:
+    return bool(OmegaConf.select(cfg, "train.resume", default=None))
+
+
+# ---- the sweep's outcome ----------------------------------------------------------------------
+def _job_overrides(job_dir: Path) -> str:
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return ""
+    return " ".join(str(o) for o in (OmegaConf.load(path) or []))
+
+
+def _fmt(x) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x:.4g}"
+
+
+def job_row(job_dir: Path) -> dict[str, Any]:
+    """One job's status (``ok``, ``diverged``, ``failed``, ``running``), error, and main
+    metric (mean and std over the seeds that did not diverge)."""
+    row: dict[str, Any] = {"job": job_dir.name, "status": "running", "error": "",
+                           "metric": "", "mean": math.nan, "std": math.nan, "seeds": 0,
+                           "diverged_seeds": 0, "overrides": _job_overrides(job_dir),
+                           "run_dir": str(job_dir)}
+    path = job_dir / SUMMARY
+    if not path.exists():
+        return row
+    summary = json.loads(path.read_text())
+    status = summary.get("status", "failed")
+    error = summary.get("error", "") or ""
+    if status != "ok" and "diverged" in error:
+        status = "diverged"
+    row.update(status=status, error=error, seeds=len(summary.get("seeds", [])),
+               diverged_seeds=len(summary.get("divergence", {}) or {}))
+    main = summary.get("main_metric") or {}
+    name = main.get("name", "loss")
+    stats = (summary.get("final") or {}).get(name) or {}
+    row.update(metric=name, mean=_num(stats.get("mean")), std=_num(stats.get("std")))
+    return row
+
+
+def _num(x) -> float:
+    return math.nan if x is None else float(x)
+
+
+def sweep_rows(sweep_dir: Path) -> list[dict[str, Any]]:
+    jobs = sorted((p for p in Path(sweep_dir).iterdir() if (p / ".hydra").is_dir()),
+                  key=lambda p: (len(p.name.split("_")[0]), p.name))
+    return [job_row(j) for j in jobs]
+
+
+def write_sweep_summary(sweep_dir: Path, rows: list[dict[str, Any]] | None = None) -> None:
+    """``sweep.csv`` (one row per job) and ``sweep.md`` (the same as a table, failed jobs
+    listed with their errors) in ``sweep_dir``."""
+    import pandas as pd
+
+    sweep_dir = Path(sweep_dir)
+    rows = sweep_rows(sweep_dir) if rows is None else rows
+    df = pd.DataFrame(rows, columns=["job", "status", "metric", "mean", "std", "seeds",
+                                     "diverged_seeds", "overrides", "error", "run_dir"])
+    df.to_csv(sweep_dir / "sweep.csv", index=False)
+    lines = [f"# Sweep {sweep_dir.name}", "",
+             f"{len(df)} jobs: " + ", ".join(f"{n} {s}" for s, n in
+                                              df["status"].value_counts().items()), "",
+             "| job | status | overrides | main metric (mean ± std over seeds) | seeds |",
+             "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        metric = (f"{r['metric']} {_fmt(r['mean'])} ± {_fmt(r['std'])}" if r["metric"]
+                  else "—")
+        seeds = f"{r['seeds']}" + (f" ({r['diverged_seeds']} diverged)"
+                                   if r["diverged_seeds"] else "")
+        lines.append(f"| {r['job']} | {r['status']} | `{r['overrides']}` | {metric} | "
+                     f"{seeds} |")
+    bad = [r for r in rows if r["status"] != "ok"]
+    if bad:
+        lines += ["", "## Jobs not ok", ""]
+        lines += [f"- `{r['job']}` ({r['status']}): {r['error'] or 'no summary.json yet'} — "
+                  f"`{r['run_dir']}`" for r in bad]
+    (sweep_dir / "sweep.md").write_text("\n".join(lines) + "\n")
+
+
+def record_failed_job(run_dir: Path, err: Exception) -> None:
+    """A sweep job refused before it started: its folder gets a failed ``summary.json``."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if (run_dir / SUMMARY).exists():
+        return
+    (run_dir / SUMMARY).write_text(json.dumps(
+        {"status": "failed", "error": f"{type(err).__name__}: {err}", "title": run_dir.name},
+        indent=2))

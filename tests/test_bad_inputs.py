@@ -1,0 +1,233 @@
+"""The catalogue of bad inputs: each is refused before anything is compiled or written, with one
+message naming the field, the value and what is accepted.
+
+On the command line (``python -m rnnlab.run``, driven in-process through the same ``main``):
+exit status 2, the message alone on stderr (no traceback), no run folder left. In Python: a
+``ConfigError``/``ValueError``/``TypeError`` with the same message."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rnnlab.cells import LSTM, PeepholeLSTM, make_cell
+from rnnlab.checks import ConfigError
+from rnnlab.config import compose
+from rnnlab.loop import build
+from rnnlab.recurrent import Recurrent, RecurrentStack, scan_driver
+
+# (overrides, fragments that must all appear in the message)
+CLI_CASES = [
+    (["cell=gru", "cell.bias_init=orthogonal"], ["cell.bias_init", "'orthogonal'", "'zeros'"]),
+    (["cell.bias_init=glorot_uniform"], ["cell.bias_init", "'glorot_uniform'", "'ones'"]),
+    (["cell=gru", "cell.bias_init=lecun_normal"], ["cell.bias_init", "'lecun_normal'"]),
+    (["cell=rnn", "cell.bias_init=he_normal"], ["cell.bias_init", "'he_normal'"]),
+    (["cell=peephole", "cell.bias_init=identity"], ["cell.bias_init", "'identity'"]),
+    (["cell.kernel_init=xavier"], ["cell.kernel_init", "'xavier'", "glorot_uniform"]),
+    (["cell.activation=swish"], ["cell.activation", "'swish'", "tanh"]),
+    (["cell.hidden_size=0"], ["cell.hidden_size", "0"]),
+    (["cell.dtype=float64"], ["cell.dtype=float64", "JAX_ENABLE_X64", "float32"]),
+    (["cell.dtype=float8"], ["cell.dtype", "'float8'", "bfloat16"]),
+    (["train.eval_batch_size=0"], ["train.eval_batch_size", ">= 1", "got 0"]),
+    (["optim.learning_rate=-1"], ["optim.learning_rate", "> 0", "got -1"]),
+    (["optim.learning_rate=0"], ["optim.learning_rate", "> 0", "got 0"]),
+    (["optim.schedule=warmup_cosine", "optim.warmup_steps=-5"], ["optim.warmup_steps",
+                                                                  ">= 0", "got -5"]),
+    (["optim.final_lr_fraction=2"], ["optim.final_lr_fraction", "[0.0, 1.0]", "got 2"]),
+    (["train.early_stopping_patience=0"], ["train.early_stopping_patience", ">= 1", "got 0"]),
+    (["train.early_stopping_patience=-1"], ["train.early_stopping_patience", "got -1"]),
+    (["model.unroll=0"], ["model.unroll", ">= 1", "got 0"]),
+    (["gradients.batch_size=0"], ["gradients.batch_size", ">= 1", "got 0"]),
+    (["gradients.every=-100"], ["gradients.every", ">= 0", "got -100"]),
+    (["train.log_every=5000"], ["train.log_every", "train.steps=2", "got 5000"]),
+    (["train.steps=0"], ["train.steps", ">= 1", "got 0"]),
+    (["train.num_seeds=0"], ["train.num_seeds", ">= 1", "got 0"]),
+    (["train.steps=1000", "train.log_every=300"], ["train.steps=1000", "multiple",
+                                                 "train.log_every=300"]),
+    (["train.steps=1000", "train.log_every=100", "gradients.every=150"],
+     ["gradients.every=150", "multiple", "train.log_every=100"]),
+    (["train.divergence_factor=0.5"], ["train.divergence_factor", "> 1.0", "got 0.5"]),
+    (["train.seed=-1"], ["train.seed", ">= 0", "got -1"]),
+    (["model.dropout=1.0"], ["model.dropout", "[0.0, 1.0)", "got 1.0"]),
+    (["model.merge=mean"], ["model.merge", "'mean'", "concat"]),
+    (["model.projection=gpu"], ["model.projection", "'gpu'", "hoisted"]),
+    (["model.head_activation=swish"], ["model.head_activation", "'swish'", "relu"]),
+    (["model.hidden_sizes=[64,0]"], ["model.hidden_sizes[1]", ">= 1", "got 0"]),
+    (["model.num_layers=0"], ["model.num_layers", ">= 1", "got 0"]),
+    (["model.num_layers=3", "model.hidden_sizes=[8,8]"], ["model.num_layers=3",
+                                                          "model.hidden_sizes"]),
+    (["model.param_budget=10"], ["model.param_budget=10", "smallest model"]),
+    (["optim.grad_clip=0"], ["optim.grad_clip", "> 0", "or null", "got 0"]),
+    (["optim.name=adagrad"], ["optim.name", "'adagrad'", "adam"]),
+    (["optim.schedule=step"], ["optim.schedule", "'step'", "cosine"]),
+    (["optim.eps=0"], ["optim.eps", "> 0", "got 0"]),
+    (["optim=sgd", "optim.momentum=1.5"], ["optim.momentum", "[0.0, 1.0)", "got 1.5"]),
+    (["logger.wandb.mode=onlin"], ["logger.wandb.mode", "'onlin'", "offline"]),
+    (["task.length=0"], ["copy task", "length", "got 0"]),
+    (["task=adding", "task.length=1"], ["adding task", "length", "got 1"]),
+    (["task=temporal_order", "task.num_relevant=4"], ["num_relevant", "4"]),
+]
+
+SMALL = ["train.steps=2", "train.log_every=2", "logger.progress=false",
+         "logger.wandb.mode=disabled"]
+
+
+# Runs every command line of a list in one Python process, each in its own empty folder, through
+# the same main() as `python -m rnnlab.run`, and prints what each did as JSON.
+DRIVER = r"""
+import contextlib, io, json, os, sys
+from rnnlab import run
+results = []
+for i, (args, cwd) in enumerate(json.loads(sys.argv[1])):
+    os.chdir(cwd)
+    sys.argv = ["rnnlab.run", *args]
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            run.main()
+        except SystemExit as stop:
+            code = stop.code
+    results.append({"code": code, "out": out.getvalue(), "err": err.getvalue(),
+                    "left": sorted(os.listdir(cwd))})
+print(json.dumps(results))
+"""
+
+
+def run_command_lines(cases: list[tuple[list[str], Path]]) -> list[dict]:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    proc = subprocess.run([sys.executable, "-c", DRIVER,
+                           json.dumps([(args, str(cwd)) for args, cwd in cases])],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def cli_results(tmp_path_factory):
+    cases = [([*SMALL, *overrides], tmp_path_factory.mktemp("case"))
+             for overrides, _ in CLI_CASES]
+    return dict(zip((" ".join(o) for o, _ in CLI_CASES), run_command_lines(cases),
+                    strict=True))
+
+
+def assert_refused(result, fragments):
+    code, out, err = result["code"], result["out"], result["err"]
+    assert code == 2, f"exit status {code}; stderr: {err}"
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("[rnnlab] error: "), err
+    assert "Traceback" not in err + out
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} missing from: {lines[0]}"
+    assert result["left"] == [], f"left behind: {result['left']}"
+
+
+@pytest.mark.parametrize("overrides, fragments", CLI_CASES,
+                         ids=[" ".join(c[0]) for c in CLI_CASES])
+def test_bad_value_on_the_command_line(overrides, fragments, cli_results):
+    assert_refused(cli_results[" ".join(overrides)], fragments)
+
+
+@pytest.mark.parametrize("overrides, fragments", CLI_CASES[:12],
+                         ids=[" ".join(c[0]) for c in CLI_CASES[:12]])
+def test_bad_value_through_the_python_api(overrides, fragments):
+    with pytest.raises(ConfigError) as err:
+        build(compose([*SMALL, *overrides]))
+    for fragment in fragments:
+        assert fragment in str(err.value)
+
+
+def test_bad_csv_files_name_the_file_and_the_lookback(tmp_path):
+    empty, short = tmp_path / "empty.csv", tmp_path / "short.csv"
+    empty.write_text("")
+    short.write_text("y\n1\n2\n3\n4\n5\n")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    r_empty, r_short = run_command_lines([
+        (["task=forecast", f"task.path={empty}", "task.target=y", *SMALL], tmp_path / "a"),
+        (["task=forecast", f"task.path={short}", "task.target=y", "task.lookback=60", *SMALL],
+         tmp_path / "b")])
+    assert_refused(r_empty, [str(empty), "empty"])
+    assert_refused(r_short, [str(short), "too short: 5 rows", "lookback=60"])
+
+
+def test_schema_errors_print_no_traceback(tmp_path):
+    """Hydra's own compose-time errors (wrong type, unknown key) in a real process."""
+    for override in ("cell.hidden_size=abc", "cell.hidden_sise=64"):
+        proc = subprocess.run([sys.executable, "-m", "rnnlab.run", override], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert override.split("=")[0].split(".")[-1] in proc.stderr
+        assert not any(tmp_path.iterdir())
+
+
+def test_real_process_exit_status_and_message(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "rnnlab.run", "cell=gru",
+                           "cell.bias_init=orthogonal"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "[rnnlab] error: cell.bias_init='orthogonal' needs a matrix and cannot initialise a "
+        "vector; accepted for cell.bias_init: ['ones', 'zeros']"]
+    assert not any(tmp_path.iterdir())
+
+
+# ---- the Python API ----------------------------------------------------------------------------
+def _layer_inputs(T=4):
+    return jnp.ones((2, T, 3), jnp.float32)
+
+
+@pytest.mark.parametrize("build_bad, error, fragment", [
+    (lambda: LSTM(hidden_size=True), ValueError, "cell.hidden_size must be a positive int"),
+    (lambda: LSTM(hidden_size=4.0), ValueError, "cell.hidden_size"),
+    (lambda: make_cell("gru", hidden_size=4, bias_init="orthogonal"), ValueError,
+     "cell.bias_init='orthogonal'"),
+    (lambda: PeepholeLSTM(hidden_size=4, dtype="float64"), ValueError, "JAX_ENABLE_X64"),
+    (lambda: RecurrentStack(cells=()).init(jax.random.key(0), _layer_inputs()), ValueError,
+     "at least one cell"),
+    (lambda: Recurrent(LSTM(hidden_size=4)).init(jax.random.key(0), _layer_inputs(0)),
+     ValueError, "T=0"),
+    (lambda: Recurrent(LSTM(hidden_size=4), unroll=0).init(jax.random.key(0), _layer_inputs()),
+     ValueError, "model.unroll"),
+    (lambda: Recurrent(LSTM(hidden_size=4)).init(jax.random.key(0), _layer_inputs(),
+                                                 jnp.asarray([-1, 2])), ValueError,
+     "seq_lengths must lie in [0, T=4]; got values from -1 to 2"),
+    (lambda: Recurrent(LSTM(hidden_size=4)).init(jax.random.key(0), _layer_inputs(),
+                                                 np.asarray([5, 2])), ValueError,
+     "seq_lengths must lie in [0, T=4]; got values from 2 to 5"),
+    (lambda: Recurrent(LSTM(hidden_size=4)).init(jax.random.key(0), _layer_inputs(),
+                                                 jnp.asarray([2.0, 1.5])), TypeError,
+     "seq_lengths must be integers"),
+    (lambda: scan_driver(LSTM(hidden_size=4).step, None, jnp.ones((2, 0, 16)), None),
+     ValueError, "T=0"),
+])
+def test_bad_python_arguments(build_bad, error, fragment):
+    with pytest.raises(error) as err:
+        build_bad()
+    assert fragment in str(err.value)
+
+
+def test_busy_or_finished_run_folder_is_refused(tmp_path):
+    from rnnlab.jobs import RunDirLock
+
+    busy, finished = tmp_path / "busy", tmp_path / "finished"
+    finished.mkdir()
+    (finished / "summary.json").write_text('{"status": "ok"}')
+    lock = RunDirLock(busy).acquire()  # a live run holds this folder
+    try:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        r_busy, r_finished = run_command_lines([
+            ([*SMALL, f"hydra.run.dir={busy}"], tmp_path / "a"),
+            ([*SMALL, f"hydra.run.dir={finished}"], tmp_path / "b")])
+    finally:
+        lock.release()
+    assert_refused(r_busy, [str(busy), "in use by a live run", f"pid {os.getpid()}"])
+    assert_refused(r_finished, [str(finished), "already holds a finished run"])
+    assert sorted(p.name for p in busy.iterdir()) == [".rnnlab.lock"]
+    assert sorted(p.name for p in finished.iterdir()) == ["summary.json"]
