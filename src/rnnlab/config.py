@@ -61,6 +61,12 @@ class TrainConfig:
     early_stopping_patience: int | None = None  # evaluations without val improvement; null: off
     divergence_factor: float | None = 100.0  # a seed diverges when its training loss exceeds
     # this multiple of its initial held-out loss (or is not finite); null: non-finite only
+    checkpoint_every: int | None = None  # steps between checkpoints (multiple of log_every);
+    # null: every 10 chunks; 0: no checkpoints
+    checkpoint_keep: int = 2  # checkpoints kept (the newest)
+    resume: bool = True  # continue an unfinished run found in the run folder; false: afresh
+    devices: int | None = None  # local devices the seeds are sharded over; null: all that
+    # divide num_seeds
 
 
 @dataclasses.dataclass

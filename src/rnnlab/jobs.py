@@ -96,11 +96,41 @@ def check_run_dir(run_dir: Path, *, resume: bool = False) -> None:
     """Refuses a folder that holds a finished run (its ``summary.json``) unless resuming, or
     that a live run holds. Writes nothing when the folder does not exist."""
     run_dir = Path(run_dir)
-    if not resume and (run_dir / SUMMARY).exists():
+    if not resume and finished(run_dir):
         raise ConfigError(f"run folder {run_dir} already holds a finished run ({SUMMARY}); "
                           "choose another folder (hydra.run.dir=...) or remove that one")
     if (run_dir / LOCK_NAME).exists():
         RunDirLock(run_dir).acquire().release()
+
+
+def finished(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run that is over: one that ended ``ok``, or ended otherwise
+    with no checkpoint to continue from. A run killed before its summary, stopped by a signal,
+    or failed after a checkpoint can be resumed (rerun the same command in the folder)."""
+    path = Path(run_dir) / SUMMARY
+    if not path.exists():
+        return False
+    try:
+        status = json.loads(path.read_text()).get("status")
+    except (OSError, ValueError):
+        status = None
+    if status == "ok":
+        return True
+    return not any((Path(run_dir) / "checkpoints").glob("[0-9]*"))
+
+
+def finished_ok(run_dir: Path) -> bool:
+    path = Path(run_dir) / SUMMARY
+    try:
+        return json.loads(path.read_text()).get("status") == "ok"
+    except (OSError, ValueError):
+        return False
+
+
+def main_metric(run_dir: Path) -> float | None:
+    """The main metric's seed mean recorded in ``run_dir``'s summary (a job's return value)."""
+    row = job_row(Path(run_dir))
+    return None if math.isnan(row["mean"]) else row["mean"]
 
 
 def claim_run_dir(run_dir: Path, *, resume: bool = False) -> RunDirLock:
@@ -156,7 +186,7 @@ class RunCallback(Callback):
         cfg = job_config(config)
         try:
             trainer = build(cfg)
-            check_run_dir(Path(config.hydra.run.dir), resume=_resuming(cfg))
+            check_run_dir(Path(config.hydra.run.dir))
         except ConfigError as err:
             if full_errors():
                 raise
@@ -175,10 +205,6 @@ class RunCallback(Callback):
         for r in failed:
             fail(f"[rnnlab]   {r['job']} {r['status'].upper()}: {r['error'] or 'no summary'} "
                  f"({r['run_dir']})", EXIT_FAILED)
-
-
-def _resuming(cfg) -> bool:
-    return bool(OmegaConf.select(cfg, "train.resume", default=None))
 
 
 # ---- the sweep's outcome ----------------------------------------------------------------------

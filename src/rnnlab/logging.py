@@ -63,6 +63,14 @@ class Sink:
 
     def finish(self, summary: dict) -> None: ...
 
+    def position(self) -> dict:
+        """Where this sink stands, JSON-able, saved with each checkpoint."""
+        return {}
+
+    def rewind(self, position: dict, step: int) -> None:
+        """Back to ``position`` (from :meth:`position`) after a resumption from ``step``:
+        nothing logged after the checkpoint remains."""
+
 
 class LocalSink(Sink):
     """Writes the run folder described in the module docstring."""
@@ -95,15 +103,49 @@ class LocalSink(Sink):
 
     def log_gradients(self, step, curves, seeds):
         self.grad_steps.append(step)
+        self.grad_seeds = list(seeds)
         for name, stats in curves.items():
             slot = self.grad_curves.setdefault(name, {"mean": [], "std": []})
             slot["mean"].append(np.asarray(stats["mean"]))
             slot["std"].append(np.asarray(stats["std"]))
-        arrays = {"steps": np.asarray(self.grad_steps), "seeds": np.asarray(seeds)}
+        self._write_gradients()
+
+    def _write_gradients(self):
+        arrays = {"steps": np.asarray(self.grad_steps, np.int64),
+                  "seeds": np.asarray(getattr(self, "grad_seeds", []), np.int64)}
         for name, slot in self.grad_curves.items():
             arrays[f"{name}/mean"] = np.stack(slot["mean"])
             arrays[f"{name}/std"] = np.stack(slot["std"])
-        np.savez(self.dir / "gradients.npz", **arrays)
+        tmp = self.dir / "gradients.tmp.npz"  # written whole, then renamed: never half-written
+        np.savez(tmp, **arrays)
+        os.replace(tmp, self.dir / "gradients.npz")
+
+    def position(self):
+        def size(name):
+            path = self.dir / name
+            return path.stat().st_size if path.exists() else 0
+
+        return {"metrics_bytes": size("metrics.jsonl"), "events_bytes": size("events.jsonl")}
+
+    def rewind(self, position, step):
+        for name, key in (("metrics.jsonl", "metrics_bytes"), ("events.jsonl", "events_bytes")):
+            path = self.dir / name
+            if path.exists():
+                with open(path, "r+b") as f:
+                    f.truncate(int(position.get(key, 0)))
+        path = self.dir / "gradients.npz"
+        self.grad_steps, self.grad_curves = [], {}
+        if path.exists():
+            with np.load(path) as g:
+                keep = np.asarray(g["steps"]) <= step
+                self.grad_steps = [int(s) for s in np.asarray(g["steps"])[keep]]
+                self.grad_seeds = [int(s) for s in np.asarray(g["seeds"])]
+                for key in g.files:
+                    if key.endswith("/mean") or key.endswith("/std"):
+                        name, stat = key.rsplit("/", 1)
+                        slot = self.grad_curves.setdefault(name, {"mean": [], "std": []})
+                        slot[stat] = list(np.asarray(g[key])[keep])
+            self._write_gradients()
 
     def event(self, kind, **fields):
         self._append("events.jsonl", {"event": kind, **fields})
@@ -123,13 +165,14 @@ class WandbSink(Sink):
     """Logs to W&B (``offline`` by default). Never raises: failures disable the sink."""
 
     def __init__(self, run_dir, mode="offline", project="rnnlab", entity=None, group=None,
-                 tags=(), name=None):
+                 tags=(), name=None, run_id=None):
         if mode not in WANDB_MODES:
             raise ValueError(f"logger.wandb.mode={mode!r} is not accepted; use one of "
                              f"{WANDB_MODES}")
         self.dir = Path(run_dir)
         self.mode, self.project, self.entity = mode, project, entity
         self.group, self.tags, self.name = group, list(tags), name
+        self.run_id = run_id  # resume this W&B run (a resumed rnnlab run keeps its W&B run)
         self.run = None
         self.grad_history: dict[str, list[tuple[int, np.ndarray]]] = {}
 
@@ -155,7 +198,9 @@ class WandbSink(Sink):
             self.run = wandb.init(project=self.project, entity=self.entity, group=self.group,
                                   tags=self.tags, name=self.name, mode=self.mode,
                                   dir=str(self.dir), config={**config, "info": info},
-                                  settings=settings, reinit="finish_previous")
+                                  settings=settings, reinit="finish_previous",
+                                  id=self.run_id, resume="allow" if self.run_id else None)
+            self.run_id = self.run.id
         except Exception as err:
             self._fail("init", err)
 
@@ -207,6 +252,10 @@ class WandbSink(Sink):
         self.run = None
 
 
+    def position(self):
+        return {"wandb_id": self.run_id} if self.run_id else {}
+
+
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     out = {}
     for k, v in d.items():
@@ -246,3 +295,13 @@ class Logger:
     def finish(self, summary: dict):
         for s in self.sinks:
             s.finish(summary)
+
+    def position(self) -> dict:
+        out = {}
+        for s in self.sinks:
+            out.update(s.position())
+        return out
+
+    def rewind(self, position: dict, step: int):
+        for s in self.sinks:
+            s.rewind(position, step)

@@ -6,6 +6,9 @@ checks and early stopping between chunks.
 """
 
 import math
+import signal
+import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -51,9 +54,64 @@ def divergence_rule(train_loss: float, initial_loss: float, factor: float | None
     return None
 
 
+class Interrupted(Exception):
+    """A stop signal (SIGTERM, SIGUSR1, SIGUSR2) arrived during training; a checkpoint of the
+    last finished chunk was written, and rerunning the same command in the same run folder
+    continues from it."""
+
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2")
+                     if hasattr(signal, name))
+
+
+class StopSignals:
+    """Catches :data:`STOP_SIGNALS` while training (what SLURM and submitit send before a
+    preemption or a time limit): the host loop checkpoints after the chunk in flight, then
+    hands the signal to the handler that was there before (submitit's requeue), or raises
+    :class:`Interrupted`. Only in the main thread; elsewhere it does nothing."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+        return False
+
+    def forward(self) -> None:
+        """After the checkpoint: the previous handler (e.g. submitit's), else Interrupted."""
+        signum = self.received
+        previous = self._previous.get(signum)
+        if callable(previous):
+            previous(signum, None)
+        raise Interrupted(f"stopped by {signal.Signals(signum).name} after a checkpoint; "
+                          "rerun the same command in the same run folder to continue")
+
+
+def _hex(values) -> list[str]:
+    return [float(v).hex() for v in np.asarray(values, np.float64)]
+
+
+def _unhex(values) -> np.ndarray:
+    return np.asarray([float.fromhex(v) for v in values], np.float64)
+
+
 def fit(trainer: Trainer, keys: jax.Array, logger: Logger, seeds: list[int], *,
         gradients_every: int | None, patience: int | None = None, progress: bool = True,
-        divergence_factor: float | None = None):
+        divergence_factor: float | None = None, checkpoints=None,
+        checkpoint_every: int | None = None, resume=None, host_extra: dict | None = None,
+        sharding=None, stop: "StopSignals | None" = None):
     """Trains all seeds together. Returns ``(state, eval_metrics, info)``; with ``patience``,
     the state is each seed's best on the held-out loss (Keras' ``restore_best_weights``).
 
@@ -61,35 +119,72 @@ def fit(trainer: Trainer, keys: jax.Array, logger: Logger, seeds: list[int], *,
     times its initial held-out loss (:func:`divergence_rule`); it is logged as an event, left
     out of the summary, and ``info["divergence"]`` says which rule fired at which step.
 
-    Raises ``FloatingPointError`` when every seed has diverged."""
+    With ``checkpoints`` (:class:`rnnlab.checkpoint.Checkpoints`), the training state and the
+    host loop's state are saved every ``checkpoint_every`` steps, at the end, and when ``stop``
+    catches a signal; ``resume`` is ``(trees, host)`` restored from one, and training continues
+    exactly where it stopped (same batches, same results). ``host_extra`` joins every
+    checkpoint's host JSON. ``sharding`` places the seed axis of the state over devices.
+
+    Raises ``FloatingPointError`` when every seed has diverged, :class:`Interrupted` after a
+    stop signal."""
     init = jax.jit(jax.vmap(trainer.init))
     chunk = jax.jit(jax.vmap(trainer.run_chunk))
     evaluate = jax.jit(jax.vmap(trainer.evaluate))
     probe = jax.jit(jax.vmap(trainer.probe))
     select = jax.jit(_select)
-
-    state = init(keys)
-    ev = _host(evaluate(state))
-    logger.log(0, "eval", ev, seeds)
-    if gradients_every is not None:
-        logger.log_gradients(0, _host(probe(state)), seeds)
+    place = (lambda tree: tree) if sharding is None else (
+        lambda tree: jax.device_put(tree, sharding))
 
     S = len(seeds)
-    alive = np.ones(S, bool)
-    initial_loss = np.asarray(ev[LOSS], np.float64)
-    divergence: dict[str, dict] = {}
-    best_loss = np.where(np.isfinite(ev[LOSS]), ev[LOSS], np.inf)
-    best_state, best_step = state, np.zeros(S, int)
-    since_best = np.zeros(S, int)
+    if resume is None:
+        state = place(init(keys))
+        ev = _host(evaluate(state))
+        logger.log(0, "eval", ev, seeds)
+        if gradients_every is not None:
+            logger.log_gradients(0, _host(probe(state)), seeds)
+        loop = {"step": 0, "alive": [True] * S, "initial_loss": _hex(ev[LOSS]),
+                "divergence": {}, "best_loss": _hex(np.where(np.isfinite(ev[LOSS]),
+                                                             ev[LOSS], np.inf)),
+                "best_step": [0] * S, "since_best": [0] * S, "stopped_early": False,
+                "train_seconds": 0.0}
+        best_state = state
+    else:
+        trees, loop = resume
+        state = place(trees["state"])
+        best_state = place(trees["best"]) if "best" in trees else state
+        loop = dict(loop["loop"])
+    alive = np.asarray(loop["alive"], bool)
+    initial_loss = _unhex(loop["initial_loss"])
+    divergence: dict[str, dict] = dict(loop["divergence"])
+    best_loss = _unhex(loop["best_loss"])
+    best_step = np.asarray(loop["best_step"], int)
+    since_best = np.asarray(loop["since_best"], int)
+    step, stopped_early = int(loop["step"]), bool(loop["stopped_early"])
+
+    def save():
+        trees = {"state": state} | ({"best": best_state} if patience is not None else {})
+        host = {"loop": {"step": step, "alive": alive.tolist(),
+                         "initial_loss": _hex(initial_loss), "divergence": divergence,
+                         "best_loss": _hex(best_loss), "best_step": best_step.tolist(),
+                         "since_best": since_best.tolist(), "stopped_early": stopped_early,
+                         "train_seconds": train_seconds()},
+                "logger": logger.position(), **(host_extra or {})}
+        checkpoints.save(step, trees, host)
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=trainer.steps, unit="step", dynamic_ncols=True, leave=False)
-    step, stopped_early = 0, False
-    t0 = time.perf_counter()
+        bar = tqdm(total=trainer.steps, initial=step, unit="step", dynamic_ncols=True,
+                   leave=False)
+    t0, seconds_before = time.perf_counter(), float(loop["train_seconds"])
+
+    def train_seconds() -> float:
+        return seconds_before + time.perf_counter() - t0
+
+    saved_at = step if resume is not None else None
     try:
-        for _ in range(trainer.num_chunks):
+        while step < trainer.steps and not stopped_early:
             state, tm = chunk(state)
             ev = evaluate(state)
             tm, ev = _host(tm), _host(ev)
@@ -127,13 +222,26 @@ def fit(trainer: Trainer, keys: jax.Array, logger: Logger, seeds: list[int], *,
                 best_state = select(jnp.asarray(improved), state, best_state)
                 if np.all(since_best[alive] >= patience):
                     stopped_early = True
-                    break
+            stopping = stop is not None and stop.received is not None
+            if checkpoints is not None and (
+                    stopping or last_chunk or stopped_early
+                    or (checkpoint_every and step % checkpoint_every == 0)):
+                save()
+                saved_at = step
+            if stopping:
+                logger.event("interrupted", step=step,
+                             signal=signal.Signals(stop.received).name)
+                stop.forward()
+        if checkpoints is not None and saved_at != step:
+            save()
     finally:
         if bar is not None:
             bar.close()
-    wall = time.perf_counter() - t0
+    wall = train_seconds()
     if patience is not None:
         state = best_state
+        ev = _host(evaluate(state))
+    else:
         ev = _host(evaluate(state))
     info = {"steps_run": step, "alive": alive, "stopped_early": stopped_early,
             "divergence": divergence,
@@ -210,14 +318,15 @@ def gradient_summary(logger: Logger) -> dict[str, float]:
     return out
 
 
-def make_logger(cfg, run_dir: Path) -> Logger:
+def make_logger(cfg, run_dir: Path, wandb_id: str | None = None) -> Logger:
+    """The run folder's sinks; ``wandb_id`` resumes that W&B run."""
     w = cfg.logger.wandb
     group = w.group or (run_dir.parent.name if _in_sweep() else None)
     name = f"{cfg.task.name}-{cfg.cell.name}-{run_dir.name}"
     return Logger([LocalSink(run_dir, plots=cfg.logger.plots),
                    WandbSink(run_dir, mode=w.mode, project=w.project, entity=w.entity,
                              group=group, tags=[cfg.cell.name, cfg.task.name, *w.tags],
-                             name=name)])
+                             name=name, run_id=wandb_id)])
 
 
 def _in_sweep() -> bool:
@@ -261,33 +370,150 @@ def execute(cfg, run_dir: str | Path, trainer: Trainer | None = None) -> dict[st
         lock.release()
 
 
+CHECKPOINT_CHUNKS = 10  # train.checkpoint_every=null: a checkpoint every 10 chunks
+IGNORED_ON_RESUME = ("logger", "train.resume")  # may change between a run and its resumption
+
+
+def checkpoint_every(cfg) -> int | None:
+    """Steps between checkpoints: ``train.checkpoint_every``, or 10 chunks when null; None
+    when checkpoints are off (0)."""
+    every = cfg.train.checkpoint_every
+    if every is None:
+        return min(CHECKPOINT_CHUNKS * int(cfg.train.log_every), int(cfg.train.steps))
+    return int(every) or None
+
+
+def seed_sharding(cfg):
+    """A sharding of the seed axis over the local devices (``train.devices``; null: as many
+    as divide ``train.num_seeds``), or None for one device."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    devices = jax.local_devices()
+    n = cfg.train.devices
+    if n is None:
+        n = max(d for d in range(1, len(devices) + 1) if cfg.train.num_seeds % d == 0)
+    if n == 1:
+        return None
+    return NamedSharding(Mesh(np.asarray(devices[:n]), ("seeds",)), PartitionSpec("seeds"))
+
+
+def _flat(tree, prefix="") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out = {}
+    for k, v in tree.items():
+        out.update(_flat(v, f"{prefix}{k}."))
+    return {k.rstrip("."): v for k, v in out.items()}
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    """``key: old -> new`` for every leaf that differs, leaving out what may change on
+    resumption (:data:`IGNORED_ON_RESUME`)."""
+    a, b = _flat(old), _flat(new)
+    keys = sorted(k for k in set(a) | set(b)
+                  if not any(k == p or k.startswith(p + ".") for p in IGNORED_ON_RESUME))
+    return [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in keys
+            if a.get(k, "(absent)") != b.get(k, "(absent)")]
+
+
+def _restore(cfg, run_dir: Path, trainer: Trainer, checkpoints, keys):
+    """``(trees, host)`` of the run folder's last good checkpoint, or None when it has none.
+
+    Raises:
+      ConfigError: the folder was made by another config (naming the keys that differ), or
+        none of its checkpoints can be restored (naming them)."""
+    from rnnlab.checkpoint import CheckpointError
+
+    if checkpoints is None or not checkpoints.steps():
+        return None
+    import yaml
+
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text()) if (
+        run_dir / "config.yaml").exists() else {}
+    diffs = config_differences(saved, OmegaConf.to_container(cfg, resolve=True))
+    if diffs:
+        raise ConfigError(f"run folder {run_dir} holds a run of another config; it cannot be "
+                          f"resumed with this one. Keys that differ: {'; '.join(diffs)}")
+    like = {"state": jax.eval_shape(jax.vmap(trainer.init), keys)}
+    if cfg.train.early_stopping_patience is not None:
+        like["best"] = like["state"]
+    try:
+        found = checkpoints.restore_latest(like)
+    except CheckpointError as err:
+        raise ConfigError(f"{err}. Set train.resume=false to start afresh in this folder "
+                          "(its checkpoints and logs are then replaced)") from err
+    if found is None:
+        return None
+    step, trees, host = found
+    print(f"[rnnlab] resuming from the checkpoint at step {step} in {checkpoints.dir}",
+          file=sys.stderr)
+    return trees, host
+
+
+def _start_afresh(run_dir: Path, checkpoints_too: bool) -> None:
+    """Clears what an unfinished earlier run left in ``run_dir`` (its logs; with
+    ``train.resume=false`` its checkpoints too), so that nothing of it mixes with this run.
+    The lock and Hydra's files stay."""
+    import shutil
+
+    from rnnlab.checkpoint import FOLDER
+
+    if checkpoints_too:
+        shutil.rmtree(run_dir / FOLDER, ignore_errors=True)
+    for name in ("metrics.jsonl", "events.jsonl", "gradients.npz", "summary.json"):
+        (run_dir / name).unlink(missing_ok=True)
+
+
 def _execute(cfg, run_dir: Path, trainer: Trainer) -> dict[str, Any]:
     logger = None
+    checkpoints = None
     try:
         seeds = list(range(cfg.train.seed, cfg.train.seed + cfg.train.num_seeds))
-        logger = make_logger(cfg, run_dir)
+        keys = seed_keys(cfg)
+        every = checkpoint_every(cfg)
+        if not cfg.train.resume:
+            _start_afresh(run_dir, checkpoints_too=True)
+        if every is not None:
+            from rnnlab.checkpoint import Checkpoints
+
+            checkpoints = Checkpoints(run_dir, keep=int(cfg.train.checkpoint_keep))
+        resume = _restore(cfg, run_dir, trainer, checkpoints, keys)
+        if resume is None:
+            _start_afresh(run_dir, checkpoints_too=False)
+        host = resume[1] if resume is not None else {}
+        logger = make_logger(cfg, run_dir, wandb_id=host.get("logger", {}).get("wandb_id"))
         info = {"param_count": param_count(trainer), "seeds": seeds,
                 "hidden_sizes": [c.hidden_size for c in trainer.model.cells],
                 "jax_backend": jax.default_backend(), **trainer.task.describe()}
         logger.start(OmegaConf.to_container(cfg, resolve=True), info)
+        if resume is not None:
+            logger.rewind(host["logger"], host["loop"]["step"])
+            logger.event("resumed", step=host["loop"]["step"])
         g = cfg.gradients
-        state, ev, fit_info = fit(
-            trainer, seed_keys(cfg), logger, seeds,
-            gradients_every=(g.every if g.enabled else None),
-            patience=cfg.train.early_stopping_patience, progress=cfg.logger.progress,
-            divergence_factor=cfg.train.divergence_factor)
+        with StopSignals() as stop:
+            state, ev, fit_info = fit(
+                trainer, keys, logger, seeds,
+                gradients_every=(g.every if g.enabled else None),
+                patience=cfg.train.early_stopping_patience, progress=cfg.logger.progress,
+                divergence_factor=cfg.train.divergence_factor, checkpoints=checkpoints,
+                checkpoint_every=every, resume=resume, sharding=seed_sharding(cfg), stop=stop)
         summary = summarize(cfg, trainer, seeds, ev, fit_info, gradient_summary(logger))
         summary["main_metric"] = {"name": trainer.task.main_metric,
                                   "maximize": trainer.task.maximize}
         summary.update(trainer.task.final_report(trainer, state, fit_info["alive"]))
     except Exception as err:
-        summary = {"status": "failed", "error": f"{type(err).__name__}: {err}",
-                   "title": run_dir.name}
+        interrupted = isinstance(err, Interrupted)
+        summary = {"status": "interrupted" if interrupted else "failed",
+                   "error": f"{type(err).__name__}: {err}", "title": run_dir.name}
         if logger is None:
             logger = Logger([LocalSink(run_dir, plots=False)])
-        logger.event("failed", error=summary["error"],
-                     traceback="".join(traceback.format_exception(err)))
+        if not interrupted:
+            logger.event("failed", error=summary["error"],
+                         traceback="".join(traceback.format_exception(err)))
         logger.finish(summary)
         raise
+    finally:
+        if checkpoints is not None:
+            checkpoints.close()
     logger.finish(summary)
     return summary

@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from rnnlab import jobs
 from rnnlab.checks import ConfigError
 from rnnlab.config import config_dir, register_configs
-from rnnlab.loop import execute, summary_line
+from rnnlab.loop import Interrupted, execute, summary_line
 
 register_configs()
 
@@ -34,6 +34,10 @@ def _main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     run_dir = hc.runtime.output_dir
     sweep = hc.mode == RunMode.MULTIRUN
+    if sweep and jobs.finished_ok(run_dir):  # a rerun sweep resumes: finished jobs stay
+        print(f"[rnnlab] job {hc.job.num} finished in an earlier run of this sweep; kept: "
+              f"{run_dir}")
+        return jobs.main_metric(run_dir)
     try:
         summary = execute(cfg, run_dir, trainer=jobs.prebuilt(cfg))
     except Exception as err:
@@ -50,6 +54,8 @@ def _main(cfg: DictConfig) -> float | None:
         if bad_input:
             jobs.remove_if_only_hydra(run_dir)
             jobs.fail(f"[rnnlab] error: {err}", jobs.EXIT_BAD_INPUT)
+        elif isinstance(err, Interrupted):
+            jobs.fail(f"[rnnlab] {err}: {run_dir}", jobs.EXIT_FAILED)
         else:
             jobs.fail(f"[rnnlab] run failed: {type(err).__name__}: {err}\n[rnnlab] its run "
                       f"folder keeps what was logged (traceback in events.jsonl): {run_dir}",

@@ -1,0 +1,188 @@
+"""Runs that survive being killed: checkpoints, resumption, signals, broken checkpoints.
+
+The acceptance test: a run killed with SIGKILL in the middle of training, then rerun in the
+same folder, ends with bitwise the same metrics.jsonl, final metrics and parameters as the same
+run uninterrupted (the reference, run beside it)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from rnnlab.checkpoint import Checkpoints
+from rnnlab.config import compose
+from rnnlab.train import make_train
+
+TINY = ["cell.hidden_size=8", "task.length=2", "task.copy_length=3", "train.steps=400",
+        "train.log_every=2", "train.num_seeds=2", "train.batch_size=4",
+        "train.eval_batch_size=8", "gradients.every=20", "gradients.batch_size=4",
+        "logger.progress=false", "logger.wandb.mode=disabled", "logger.plots=false",
+        "train.checkpoint_every=10"]
+
+
+def start(run_dir: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "rnnlab.run", *TINY, *extra,
+                             f"hydra.run.dir={run_dir}"], cwd=run_dir.parent,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoint(run_dir: Path, proc: subprocess.Popen, step: int) -> None:
+    deadline = time.monotonic() + 300
+    while not (run_dir / "checkpoints" / str(step)).is_dir():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint in time"
+        time.sleep(0.05)
+
+
+def final_params(run_dir: Path):
+    trainer = make_train(compose(TINY))
+    keys = jax.vmap(jax.random.key)(np.arange(2))
+    like = {"state": jax.eval_shape(jax.vmap(trainer.init), keys)}
+    ckpt = Checkpoints(run_dir)
+    try:
+        trees, host = ckpt.restore(ckpt.steps()[-1], like)
+    finally:
+        ckpt.close()
+    return trees["state"].params, host
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """An uninterrupted run, one killed with SIGKILL and one stopped with SIGTERM, both
+    rerun to the end; the three started together."""
+    root = tmp_path_factory.mktemp("runs")
+    dirs = {name: root / name for name in ("reference", "killed", "terminated")}
+    procs = {name: start(path) for name, path in dirs.items()}
+    wait_for_checkpoint(dirs["killed"], procs["killed"], 20)
+    procs["killed"].send_signal(signal.SIGKILL)
+    wait_for_checkpoint(dirs["terminated"], procs["terminated"], 20)
+    procs["terminated"].send_signal(signal.SIGTERM)
+    outcome = {name: (p.wait(timeout=600), *p.communicate()) for name, p in procs.items()}
+    before = {name: sorted(p.name for p in dirs[name].iterdir()) for name in dirs}
+    interrupted = json.loads((dirs["terminated"] / "summary.json").read_text())
+    resumed = {name: start(dirs[name]) for name in ("killed", "terminated")}
+    for name, p in resumed.items():
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+        outcome[f"{name}_resumed"] = (p.returncode, out, err)
+    return dirs, outcome, before, interrupted
+
+
+def test_killed_run_resumes_to_bitwise_the_same_result(runs):
+    dirs, outcome, before, _ = runs
+    assert outcome["reference"][0] == 0, outcome["reference"][2]
+    assert outcome["killed"][0] == -signal.SIGKILL
+    assert "summary.json" not in before["killed"]  # it really stopped mid-training
+    ref_metrics = (dirs["reference"] / "metrics.jsonl").read_bytes()
+    assert (dirs["killed"] / "metrics.jsonl").read_bytes() == ref_metrics  # row for row
+    ref = json.loads((dirs["reference"] / "summary.json").read_text())
+    got = json.loads((dirs["killed"] / "summary.json").read_text())
+    assert got["final"] == ref["final"] and got["per_seed"] == ref["per_seed"]
+    ref_params, _ = final_params(dirs["reference"])
+    got_params, host = final_params(dirs["killed"])
+    assert host["step"] == 400
+    jax.tree.map(np.testing.assert_array_equal, got_params, ref_params)
+    with np.load(dirs["reference"] / "gradients.npz") as a, \
+            np.load(dirs["killed"] / "gradients.npz") as b:
+        assert a.files == b.files
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key])
+    events = [json.loads(x) for x in (dirs["killed"] / "events.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events] == ["resumed"] and events[0]["step"] >= 20
+
+
+def test_sigterm_checkpoints_then_resumes(runs):
+    dirs, outcome, _, interrupted = runs
+    code, _, err = outcome["terminated"]
+    assert code == 1 and "SIGTERM" in err and "rerun the same command" in err, err
+    assert interrupted["status"] == "interrupted"
+    events = [json.loads(x) for x in (dirs["terminated"] / "events.jsonl").read_text()
+              .splitlines()]
+    assert events[-1]["event"] == "resumed"
+    assert (dirs["terminated"] / "metrics.jsonl").read_bytes() == (
+        dirs["reference"] / "metrics.jsonl").read_bytes()
+    ref_params, _ = final_params(dirs["reference"])
+    got_params, _ = final_params(dirs["terminated"])
+    jax.tree.map(np.testing.assert_array_equal, got_params, ref_params)
+
+
+def test_finished_run_is_not_resumed_and_other_config_is_refused(runs, tmp_path):
+    dirs, *_ = runs
+    proc = start(dirs["reference"])
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "already holds a finished run" in err
+    # an unfinished folder of another config: say which keys differ
+    other = tmp_path / "other"
+    shutil.copytree(dirs["killed"], other, ignore=shutil.ignore_patterns("summary.json"))
+    proc = start(other, "cell.hidden_size=16")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err
+    assert "holds a run of another config" in err and "cell.hidden_size: 8 -> 16" in err
+    assert "Traceback" not in err
+
+
+def test_broken_checkpoints_fall_back_then_refuse(runs, tmp_path):
+    dirs, *_ = runs
+    run = tmp_path / "broken"
+    shutil.copytree(dirs["killed"], run, ignore=shutil.ignore_patterns("summary.json"))
+    steps = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+    assert len(steps) == 2
+    newest = run / "checkpoints" / str(steps[-1])
+    for f in newest.rglob("*"):  # truncate every array file of the newest checkpoint
+        if f.is_file() and f.parent.name == "d":
+            f.write_bytes(f.read_bytes()[:7])
+    trainer = make_train(compose(TINY))
+    like = {"state": jax.eval_shape(jax.vmap(trainer.init),
+                                    jax.vmap(jax.random.key)(np.arange(2)))}
+    ckpt = Checkpoints(run)
+    try:
+        step, _, _ = ckpt.restore_latest(like)
+        assert step == steps[0]  # fell back to the one before
+        for s in steps:  # now break the older one too
+            for f in (run / "checkpoints" / str(s)).rglob("*"):
+                if f.is_file() and f.parent.name == "d":
+                    f.write_bytes(b"")
+        with pytest.raises(Exception, match=str(run / "checkpoints")):
+            ckpt.restore_latest(like)
+    finally:
+        ckpt.close()
+    proc = start(run)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "train.resume=false" in err and "Traceback" not in err
+    assert str(run / "checkpoints") in err
+
+
+def test_checkpoint_of_another_layout_is_refused(tmp_path):
+    from rnnlab import checkpoint
+
+    trainer = make_train(compose(TINY))
+    keys = jax.vmap(jax.random.key)(np.arange(2))
+    state = jax.jit(jax.vmap(trainer.init))(keys)
+    ckpt = Checkpoints(tmp_path)
+    try:
+        ckpt.save(10, {"state": state}, {"loop": {}})
+        like = {"state": jax.eval_shape(jax.vmap(trainer.init), keys)}
+        trees, host = ckpt.restore(10, like)
+        jax.tree.map(np.testing.assert_array_equal, trees["state"].params, state.params)
+        assert host["layout"] == checkpoint.LAYOUT
+        host_file = next((tmp_path / "checkpoints" / "10" / "host").glob("metadata"))
+        data = json.loads(host_file.read_text())
+        data["layout"] = 0
+        host_file.write_text(json.dumps(data))
+        with pytest.raises(checkpoint.CheckpointError, match=r"host/metadata is truncated or "
+                                                            r"changed"):
+            ckpt.restore(10, like)  # the manifest notices the edit first
+        ckpt._write_manifest(10)  # as if an older rnnlab had written it whole
+        with pytest.raises(checkpoint.CheckpointError, match="layout 0, written by another"):
+            ckpt.restore(10, like)
+    finally:
+        ckpt.close()
+    assert os.path.isdir(tmp_path / "checkpoints")
