@@ -107,15 +107,56 @@ def _length(row) -> int:
     return int(value)
 
 
-def results_table(runs: list[Path]) -> pd.DataFrame:
+def _overrides(run: Path) -> list[str]:
+    """The command-line overrides Hydra recorded for the run (``.hydra/overrides.yaml``)."""
+    path = run / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return []
+    import yaml
+
+    return [str(o) for o in (yaml.safe_load(path.read_text()) or [])]
+
+
+def _sweep_name(run: Path, root: Path | None) -> str:
+    """The folder holding the run, relative to the report's root (``.`` for the root)."""
+    if root is None:
+        return run.parent.name
+    try:
+        rel = run.parent.relative_to(root)
+    except ValueError:
+        return run.parent.name
+    return str(rel) if str(rel) != "." else (root.name if run != root else ".")
+
+
+def _gradient_value(summary_grads: dict, key: str, value):
+    """A half-life as a float: ``null`` with ``decays = false`` is ``inf`` (no decay); an
+    older summary's string ``"inf"`` too."""
+    if value == "inf":
+        return np.inf
+    if value is None and key.endswith("/half_life"):
+        decays = summary_grads.get(key[: -len("half_life")] + "decays")
+        return np.inf if decays is False else np.nan
+    return value
+
+
+def results_table(runs: list[Path], root: Path | None = None) -> pd.DataFrame:
+    """One row per run folder; ``sweep`` is the folder holding it (relative to ``root``),
+    ``overrides`` its Hydra overrides, ``num_seeds`` its seeds, ``seeds_solved`` how many of
+    them met the task's "solved" criterion (the task's own metrics keep their names, e.g. the
+    adding task's ``solved_fraction_mean``)."""
     rows = []
     for run in runs:
         s = json.loads((run / "summary.json").read_text())
-        row = {"run": str(run), "status": s.get("status"), "error": s.get("error")}
+        row = {"run": str(run), "sweep": _sweep_name(run, root),
+               "overrides": " ".join(_overrides(run)),
+               "status": s.get("status"), "error": s.get("error")}
         row.update({k: s.get(k) for k in ("cell", "task", "sequence_length", "param_count",
-                                          "solved_fraction", "steps_run", "train_seconds")})
+                                          "seeds_solved", "steps_run", "train_seconds")})
         row["hidden_sizes"] = ",".join(map(str, s.get("hidden_sizes", []))) or None
         row["num_seeds"] = len(s.get("seeds", []))
+        if row["seeds_solved"] is None and s.get("solved_fraction") is not None:
+            # summaries written before the rename kept the share of seeds
+            row["seeds_solved"] = round(s["solved_fraction"] * row["num_seeds"])
         task_fields = _task_fields(run)
         row.update(task_fields)
         for metric, stats in s.get("final", {}).items():
@@ -123,8 +164,10 @@ def results_table(runs: list[Path]) -> pd.DataFrame:
                 row[f"{metric}_{stat}"] = value
         for metric, value in s.get("baselines", {}).items():
             row[f"baseline_{metric}"] = value
-        for key, value in s.get("gradients", {}).items():
-            row[f"grad_{key}"] = np.inf if value == "inf" else value
+        grads = s.get("gradients", {})
+        for key, value in grads.items():
+            if not key.endswith("/decays"):
+                row[f"grad_{key}"] = _gradient_value(grads, key, value)
         if row.get("sequence_length") is not None:
             row["T"] = _length(row)
         row.update(_forecast_fields(s, task_fields))
@@ -270,6 +313,41 @@ def _task_variants(df: pd.DataFrame):
             yield f"{task} ({opts})", gv
 
 
+def _half_life_text(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "—"
+    return "no decay" if np.isinf(value) else f"{value:.3g}"
+
+
+IDENTITY_OVERRIDES = ("cell", "task")  # shown in their own columns
+
+
+def run_labels(g: pd.DataFrame) -> pd.DataFrame:
+    """What tells the runs of one table apart besides cell and T: ``sweep`` (empty when all
+    come from one folder) and ``settings``: the overrides not shared by every run of the table
+    (``task.length`` and the cell left out), or, for runs without recorded overrides, the
+    config fields that differ."""
+    out = pd.DataFrame(index=g.index, columns=["sweep", "settings"], dtype=object)
+    out["sweep"] = g["sweep"] if "sweep" in g and g["sweep"].nunique() > 1 else ""
+
+    def keyed(text: str) -> dict[str, str]:
+        pairs = (o.split("=", 1) for o in str(text or "").split() if "=" in o)
+        return {k: v for k, v in pairs
+                if k.lstrip("+~") not in (*IDENTITY_OVERRIDES, "task.length")
+                and not k.lstrip("+~").startswith("cell.name")}
+
+    overrides = {i: keyed(g.at[i, "overrides"]) if "overrides" in g else {} for i in g.index}
+    keys = sorted({k for o in overrides.values() for k in o})
+    differ = [k for k in keys if len({o.get(k) for o in overrides.values()}) > 1]
+    fields = [c for c in _variant_columns(g) if c not in ("task.length",)
+              and not any(k.lstrip("+~") == c for k in differ)]
+    for i in g.index:
+        parts = [f"{k}={overrides[i][k]}" for k in differ if k in overrides[i]]
+        parts += [f"{c}={g.at[i, c]}" for c in fields]
+        out.at[i, "settings"] = " ".join(parts)
+    return out
+
+
 def markdown(df: pd.DataFrame, figures: dict[str, str] | None = None) -> str:
     """The report: a table per task (cells and baselines side by side), gradient half-lives,
     a table per forecast data set (:func:`forecast_table`; ``figures`` maps its name to the
@@ -282,15 +360,21 @@ def markdown(df: pd.DataFrame, figures: dict[str, str] | None = None) -> str:
                       and not c.startswith("test_")})
     for task, g in _task_variants(ok):
         lines += [f"## {task}", ""]
-        header = ["cell", "T", "params", *[f"{m} (mean ± std over seeds)" for m in metrics
-                                           if f"{m}_mean" in g and g[f"{m}_mean"].notna().any()],
-                  "solved"]
+        shown = [m for m in metrics if f"{m}_mean" in g and g[f"{m}_mean"].notna().any()]
+        ids = run_labels(g)
+        id_cols = [c for c in ("sweep", "settings") if ids[c].astype(bool).any()]
+        header = ["cell", "T", *id_cols, "seeds", "params",
+                  *[f"{m} (mean ± std over seeds)" for m in shown], "seeds solved"]
         lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-        for _, r in g.sort_values(["T", "cell"]).iterrows():
-            vals = [_fmt(r[f"{m}_mean"], r.get(f"{m}_std")) for m in metrics
-                    if f"{m}_mean" in g and g[f"{m}_mean"].notna().any()]
-            lines.append(f"| {r['cell']} | {_length(r)} | {int(r['param_count']):,} | "
-                         + " | ".join(vals) + f" | {r['solved_fraction']:.0%} |")
+        for i, r in g.sort_values(["T", "cell", "sweep"]).iterrows():
+            vals = [_fmt(r[f"{m}_mean"], r.get(f"{m}_std")) for m in shown]
+            solved = ("—" if pd.isna(r.get("seeds_solved"))
+                      else f"{int(r['seeds_solved'])}/{int(r['num_seeds'])}")
+            lines.append(f"| {r['cell']} | {_length(r)} | "
+                         + "".join(f"{ids.at[i, c]} | " for c in id_cols)
+                         + f"{int(r['num_seeds'])} | {int(r['param_count']):,} | "
+                         + " | ".join(vals) + f" | {solved} |")
+        pad = "| " * (len(id_cols) + 2)
         shown = [m for m in metrics if f"{m}_mean" in g and g[f"{m}_mean"].notna().any()]
         base_cols = {m: f"baseline_{m}" for m in shown
                      if f"baseline_{m}" in g and g[f"baseline_{m}"].notna().any()}
@@ -299,18 +383,21 @@ def markdown(df: pd.DataFrame, figures: dict[str, str] | None = None) -> str:
             for T, gT in g.groupby("T") if any(g[c].nunique() > 1 for c in base_cols.values()) \
                     else [(None, g)]:
                 label = "baseline" if T is None else f"baseline (T={T})"
-                lines.append(f"| {label} | | | " + " | ".join(
+                lines.append(f"| {label} | | {pad}" + " | ".join(
                     f"{gT[base_cols[m]].iloc[0]:.4g}" if m in base_cols else "—" for m in shown)
                     + " | |")
         lines.append("")
         hl = [c for c in g.columns if c.startswith("grad_") and c.endswith("/h/half_life")]
         if hl:
-            lines += ["Gradient half-life in steps (ln 2 / decay rate of ||dL/dh_t||; inf: no "
-                      "decay):", "", "| cell | T | " + " | ".join(c[5:] for c in hl) + " |",
-                      "|" + " --- |" * (len(hl) + 2)]
-            for _, r in g.sort_values(["T", "cell"]).iterrows():
+            lines += ["Gradient half-life in steps (ln 2 / decay rate of ||dL/dh_t||; no "
+                      "decay: the norm does not shrink with the distance):", "",
+                      "| cell | T | " + "".join(f"{c} | " for c in id_cols)
+                      + " | ".join(c[5:] for c in hl) + " |",
+                      "|" + " --- |" * (len(hl) + 2 + len(id_cols))]
+            for i, r in g.sort_values(["T", "cell", "sweep"]).iterrows():
                 lines.append(f"| {r['cell']} | {_length(r)} | "
-                             + " | ".join(f"{r[c]:.3g}" for c in hl) + " |")
+                             + "".join(f"{ids.at[i, c]} | " for c in id_cols)
+                             + " | ".join(_half_life_text(r[c]) for c in hl) + " |")
             lines.append("")
     for name, g in forecast_groups(df):
         lines += forecast_table(name, g, (figures or {}).get(name))
@@ -384,7 +471,7 @@ def make_report(path: Path, out: Path | None = None) -> dict[str, Path]:
     path = Path(path)
     out = Path(out) if out is not None else (path if path.is_dir() else path.parent)
     out.mkdir(parents=True, exist_ok=True)
-    df = results_table(find_runs(path))
+    df = results_table(find_runs(path), root=path)
     written = {"results": out / "results.csv", "report": out / "report.md"}
     df.to_csv(written["results"], index=False)
     figures = {}
