@@ -158,6 +158,28 @@ def _panel_title(layer: str, column: tuple[str, str]) -> str:
     return f"{layer} {direction}: ||dL/d{field}_t||" if field else layer
 
 
+def log_curve(ax, y_T: np.ndarray, color, label: str | None = None, lw: float = 1.2) -> int:
+    """Draws ``y_T`` against ``t`` on ``ax`` (to be log-scaled): positive values as a line,
+    exact zeros as ``x`` on the panel's bottom edge (a log axis would drop them silently).
+    Returns the number of zeros drawn."""
+    y_T = np.asarray(y_T, dtype=np.float64)
+    t_T = np.arange(y_T.shape[0])
+    ax.plot(t_T, np.where(y_T > 0, y_T, np.nan), color=color, lw=lw, label=label)
+    zero_t = t_T[y_T == 0]
+    if zero_t.size:
+        # y in axes coordinates: on the bottom edge, whatever the log range
+        ax.plot(zero_t, np.zeros(zero_t.size), ls="", marker="x", ms=5, color=color,
+                transform=ax.get_xaxis_transform(), clip_on=False)
+    return int(zero_t.size)
+
+
+def zero_legend_entry():
+    """A legend handle and label for the ``x`` marks of :func:`log_curve`."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], ls="", marker="x", color="0.3"), "exactly 0 (bottom edge)"
+
+
 def gradient_curves_figure(grads: dict[str, np.ndarray], title: str) -> Figure | None:
     """log ||dL/d carry_t|| vs t, per layer (rows) and direction × field (columns), one line
     per measured step (seed mean); exact zeros as ``x`` on the panel's bottom edge."""
@@ -182,15 +204,7 @@ def gradient_curves_figure(grads: dict[str, np.ndarray], title: str) -> Figure |
             color = colors(m / max(len(steps) - 1, 1))
             y_T = np.nanmean(mean_MxSxT[m], axis=0) if np.isfinite(mean_MxSxT[m]).any() \
                 else np.full(mean_MxSxT.shape[-1], np.nan)
-            t_T = np.arange(y_T.shape[0])
-            positive = np.where(y_T > 0, y_T, np.nan)
-            ax.plot(t_T, positive, color=color, lw=1.2, label=f"step {step}")
-            zero_t = t_T[y_T == 0]
-            if zero_t.size:
-                # y in axes coordinates: on the bottom edge, whatever the log range
-                ax.plot(zero_t, np.zeros(zero_t.size), ls="", marker="x", ms=5, color=color,
-                        transform=ax.get_xaxis_transform(), clip_on=False)
-                any_zero = True
+            any_zero |= log_curve(ax, y_T, color, label=f"step {step}") > 0
         ax.set_yscale("log")
         ax.set_xlabel("t")
         ax.set_ylabel(f"||dL/d{name.rsplit('/', 1)[-1]}_t||")
@@ -199,10 +213,9 @@ def gradient_curves_figure(grads: dict[str, np.ndarray], title: str) -> Figure |
     first = axes[where[names[0]]]
     handles, labels = first.get_legend_handles_labels()
     if any_zero:
-        from matplotlib.lines import Line2D
-
-        handles.append(Line2D([], [], ls="", marker="x", color="0.3"))
-        labels.append("exactly 0 (bottom edge)")
+        handle, label = zero_legend_entry()
+        handles.append(handle)
+        labels.append(label)
     first.legend(handles, labels, fontsize=6)
     return fig
 

@@ -1,17 +1,24 @@
 """Sweep results to tables and plots.
 
-    python -m rnnlab.report PATH [--out DIR] [--publish]
+    python -m rnnlab.report PATH [--out DIR] [--html] [--publish]
 
 ``PATH`` is a run folder or any folder above run folders (a sweep, or ``multirun/``). Writes
 into ``--out`` (default: ``PATH``):
 
-* ``results.csv``: one row per run: cell, task, sizes, status, each final metric's mean, std,
-  min, median and max over seeds, the baselines, the solved fraction, gradient half-lives;
-* ``report.md``: the table per task (cells and baselines side by side) and the half-life table;
+* ``results.csv``: one row per run: its folder (``run``), the folder holding it (``sweep``),
+  its Hydra ``overrides``, cell, task, sizes, status, each final metric's mean, std, min,
+  median and max over seeds, the baselines, ``num_seeds`` and ``seeds_solved`` (how many met
+  the task's criterion), gradient half-lives (``inf``: no decay);
+* ``report.md``: the table per task (cells and baselines side by side; where runs come from
+  several sweeps or settings, the columns ``sweep`` and ``settings`` say which), the half-life
+  table, the figures;
 * ``gradient_flow_<task>.png``: log ``||dL/dh_t||`` against ``t`` for each cell, at
   initialisation and after training (first layer, seed mean, one line per run);
 * ``metric_vs_length_<task>.png`` when a task was run at several lengths: the first metric
-  against the sequence length per cell, with the baseline.
+  against the sequence length per cell, with the baseline;
+* with ``--html``, ``report.html``: the same report as one self-contained page (figures
+  embedded, tables sortable by a click on a header; no network, no server;
+  :mod:`rnnlab.report_html`).
 
 Forecast runs (``task=forecast``) get, instead of the task table, one table per data set: the
 test-span RMSE, MAE, MASE and sMAPE in the series' own units of every run (mean ± std over its
@@ -41,7 +48,8 @@ import numpy as np
 import pandas as pd
 
 from rnnlab.forecast.plots import SERIES_KEY, forecast_figure
-from rnnlab.plots import read_gradients
+from rnnlab.plots import log_curve, read_gradients, zero_legend_entry
+from rnnlab.report_html import html_report
 
 FORECAST_METRICS = ("rmse", "mae", "mase", "smape")  # overall test-span metrics, in units
 # config fields recorded per run (besides every scalar task field), to tell variants apart
@@ -239,7 +247,8 @@ def _baselines(g: pd.DataFrame) -> dict[str, dict[str, float]]:
     return out
 
 
-def forecast_table(name: str, g: pd.DataFrame, figure: str | None = None) -> list[str]:
+def forecast_table(name: str, g: pd.DataFrame,
+                   figure: str | list[str] | None = None) -> list[str]:
     """Markdown lines: the runs (mean ± std over seeds) and the baselines, best in bold."""
     variant = _variant_columns(g)
     g = g.sort_values("test_rmse_mean", na_position="last")
@@ -253,7 +262,7 @@ def forecast_table(name: str, g: pd.DataFrame, figure: str | None = None) -> lis
     n = int(r0["test_windows"])
     lines = [f"## forecast: {name}", "",
              f"Test span of `{r0['dataset']}` ({r0['target']}): {n} window"
-             f"{'s' if n != 1 else ''}, horizon {r0.get('task.horizon', 1)}; errors in the "
+             f"{'s' if n != 1 else ''}, horizon {int(r0.get('task.horizon', 1))}; errors in the "
              f"series' units, mean ± std over each run's seeds; the baselines forecast the "
              f"same windows (deterministic). Best in bold.", ""]
     header = ["model", "widths", "params", "seeds", "steps run",
@@ -274,8 +283,10 @@ def forecast_table(name: str, g: pd.DataFrame, figure: str | None = None) -> lis
                 np.isfinite(metrics[m]) else "—" for m in FORECAST_METRICS]
         lines.append(f"| baseline: {bname} | | | | | " + " | ".join(vals) + " |")
     lines.append("")
-    if figure:
-        lines += [f"![{name}: best run vs truth and naive on the test span]({figure})", ""]
+    for fig in [figure] if isinstance(figure, str) else (figure or []):
+        what = ("gradient norm through time per run" if fig.startswith("gradient_flow")
+                else "best run vs truth and naive on the test span")
+        lines += [f"![{name}: {what}]({fig})", ""]
     return lines
 
 
@@ -320,6 +331,8 @@ def _half_life_text(value) -> str:
 
 
 IDENTITY_OVERRIDES = ("cell", "task")  # shown in their own columns
+# overrides that change how a run is logged, not its results
+QUIET_OVERRIDES = ("logger.", "hydra.", "train.log_every", "gradients.")
 
 
 def run_labels(g: pd.DataFrame) -> pd.DataFrame:
@@ -334,7 +347,7 @@ def run_labels(g: pd.DataFrame) -> pd.DataFrame:
         pairs = (o.split("=", 1) for o in str(text or "").split() if "=" in o)
         return {k: v for k, v in pairs
                 if k.lstrip("+~") not in (*IDENTITY_OVERRIDES, "task.length")
-                and not k.lstrip("+~").startswith("cell.name")}
+                and not k.lstrip("+~").startswith(QUIET_OVERRIDES)}
 
     overrides = {i: keyed(g.at[i, "overrides"]) if "overrides" in g else {} for i in g.index}
     keys = sorted({k for o in overrides.values() for k in o})
@@ -351,10 +364,15 @@ def run_labels(g: pd.DataFrame) -> pd.DataFrame:
 def markdown(df: pd.DataFrame, figures: dict[str, str] | None = None) -> str:
     """The report: a table per task (cells and baselines side by side), gradient half-lives,
     a table per forecast data set (:func:`forecast_table`; ``figures`` maps its name to the
-    figure file shown under it), and the failed runs."""
-    lines = ["# rnnlab report", ""]
+    figure file shown under it, ``task:NAME`` the figures of a task), and the failed runs."""
+    figures = dict(figures or {})
     ok = df[df["status"] == "ok"]
     failed = df[df["status"] != "ok"]
+    folders = df["sweep"].nunique() if "sweep" in df else 1
+    lines = ["# rnnlab report", "",
+             f"{len(df)} run{'s' if len(df) != 1 else ''} ({len(ok)} finished, {len(failed)} "
+             f"failed) from {folders} folder{'s' if folders != 1 else ''}; every number is the "
+             f"mean ± std over a run's seeds unless marked as a baseline.", ""]
     ok = ok.drop(index=forecast_runs(df).index)  # forecast runs get their own tables
     metrics = sorted({c[: -len("_mean")] for c in df.columns if c.endswith("_mean")
                       and not c.startswith("test_")})
@@ -387,7 +405,8 @@ def markdown(df: pd.DataFrame, figures: dict[str, str] | None = None) -> str:
                     f"{gT[base_cols[m]].iloc[0]:.4g}" if m in base_cols else "—" for m in shown)
                     + " | |")
         lines.append("")
-        hl = [c for c in g.columns if c.startswith("grad_") and c.endswith("/h/half_life")]
+        hl = [c for c in g.columns if c.startswith("grad_") and c.endswith("/h/half_life")
+              and g[c].notna().any()]
         if hl:
             lines += ["Gradient half-life in steps (ln 2 / decay rate of ||dL/dh_t||; no "
                       "decay: the norm does not shrink with the distance):", "",
@@ -399,6 +418,8 @@ def markdown(df: pd.DataFrame, figures: dict[str, str] | None = None) -> str:
                              + "".join(f"{ids.at[i, c]} | " for c in id_cols)
                              + " | ".join(_half_life_text(r[c]) for c in hl) + " |")
             lines.append("")
+        for fig in (figures or {}).pop(f"task:{task.split(' (')[0]}", []):
+            lines += [f"![{task}: {fig.rsplit('.', 1)[0].replace('_', ' ')}]({fig})", ""]
     for name, g in forecast_groups(df):
         lines += forecast_table(name, g, (figures or {}).get(name))
     if len(failed):
@@ -420,18 +441,25 @@ def gradient_flow_figure(df: pd.DataFrame, task: str, path: Path, layer: str = "
         return False
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     colors = {c: plt.get_cmap("tab10")(i) for i, c in enumerate(sorted(runs["cell"].unique()))}
+    zeros = 0
     for r, g in curves:
         mean = g[f"{layer}/mean"]
         for ax, m, when in ((axes[0], 0, "initialisation"), (axes[1], -1, "after training")):
-            ax.semilogy(np.nanmean(mean[m], axis=0), color=colors[r["cell"]], lw=1.3,
-                        label=f"{r['cell']} (T={_length(r)})")
+            with np.errstate(all="ignore"):
+                y_T = np.nanmean(mean[m], axis=0)
+            zeros += log_curve(ax, y_T, colors[r["cell"]], lw=1.3,
+                               label=f"{r['cell']} (T={_length(r)})")
             ax.set_title(f"{task}: {when} (step {int(g['steps'][m])})", fontsize=9)
     for ax in axes:
+        ax.set_yscale("log")
         ax.set_xlabel("t")
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel(f"||dL/d{layer.split('/')[-1]}_t|| ({layer}, seed mean)")
     handles, labels = axes[1].get_legend_handles_labels()
     uniq = dict(zip(labels, handles, strict=True))
+    if zeros:
+        handle, label = zero_legend_entry()
+        uniq[label] = handle
     axes[1].legend(uniq.values(), uniq.keys(), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -467,35 +495,45 @@ PRIMARY_METRIC = {"copy": "accuracy", "adding": "mse", "temporal_order": "accura
                   "selective_copy": "accuracy", "associative_recall": "accuracy"}
 
 
-def make_report(path: Path, out: Path | None = None) -> dict[str, Path]:
+def make_report(path: Path, out: Path | None = None, html: bool = False) -> dict[str, Path]:
+    """Writes ``results.csv``, ``report.md``, the figures and, with ``html``,
+    ``report.html`` (:func:`html_report`) into ``out``; returns ``{name: path}``."""
     path = Path(path)
     out = Path(out) if out is not None else (path if path.is_dir() else path.parent)
     out.mkdir(parents=True, exist_ok=True)
     df = results_table(find_runs(path), root=path)
     written = {"results": out / "results.csv", "report": out / "report.md"}
     df.to_csv(written["results"], index=False)
-    figures = {}
-    for name, g in forecast_groups(df):
+    figures: dict[str, list[str]] = {}
+    groups = forecast_groups(df)
+    for name, g in groups:
         p = out / f"forecast_{_slug(name)}.png"
         if best_forecast_figure(name, g, p):
             written[f"forecast_{_slug(name)}"] = p
-            figures[name] = p.name
-    written["report"].write_text(markdown(df, figures))
+            figures.setdefault(name, []).append(p.name)
     forecasts = forecast_runs(df)
     for task in sorted(df["task"].dropna().unique()):
         if task in set(forecasts["task"]):  # one gradient figure per data set
-            for name, g in forecast_groups(df):
+            for name, g in groups:
                 p = out / f"gradient_flow_{task}_{_slug(name)}.png"
                 if gradient_flow_figure(g, task, p):
                     written[f"gradient_flow_{task}_{_slug(name)}"] = p
+                    figures.setdefault(name, []).append(p.name)
             continue
         p = out / f"gradient_flow_{task}.png"
         if gradient_flow_figure(df, task, p):
             written[f"gradient_flow_{task}"] = p
+            figures.setdefault(f"task:{task}", []).append(p.name)
         metric = PRIMARY_METRIC.get(task, "loss")
         p = out / f"metric_vs_length_{task}.png"
         if metric_vs_length_figure(df, task, p, metric):
             written[f"metric_vs_length_{task}"] = p
+            figures.setdefault(f"task:{task}", []).append(p.name)
+    text = markdown(df, figures)
+    written["report"].write_text(text)
+    if html:
+        written["html"] = out / "report.html"
+        written["html"].write_text(html_report(text, out, title=f"rnnlab report: {path}"))
     return written
 
 
@@ -539,9 +577,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", type=Path, help="a run folder or a folder above run folders")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: path)")
     parser.add_argument("--publish", action="store_true", help="also publish to W&B if online")
+    parser.add_argument("--html", action="store_true",
+                        help="also write report.html: one self-contained page (figures "
+                             "embedded, sortable tables; no network, no server)")
     args = parser.parse_args(argv)
     try:
-        written = make_report(args.path, args.out)
+        written = make_report(args.path, args.out, html=args.html)
     except FileNotFoundError as err:
         print(f"rnnlab.report: {err}", file=sys.stderr)
         return 2
