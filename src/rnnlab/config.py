@@ -74,6 +74,7 @@ class WandbConfig:
     entity: str | None = None  # W&B entity (team or user); null: the default
     group: str | None = None  # W&B group; null: the sweep folder's name
     tags: list[str] = dataclasses.field(default_factory=list)  # extra W&B tags
+    init_timeout: float = 15.0  # seconds to wait for the W&B server (online mode), > 0
 
 
 @dataclasses.dataclass

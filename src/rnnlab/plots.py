@@ -14,6 +14,8 @@ Every figure is a :class:`matplotlib.figure.Figure` (no pyplot state), returned 
   ``x`` on the bottom edge of the panel.
 * ``gradients_heatmap.png``: training step against ``t``, colour ``log10`` of the norm, in the
   same grid; exact zeros in grey.
+* ``forecast.png`` (forecast runs): the test span's forecasts against the truth and the naive
+  forecast (:func:`rnnlab.forecast.plots.forecast_figure`).
 
 Titles are wrapped to the figure's width so that none is cut off.
 """
@@ -298,3 +300,9 @@ def run_plots(run_dir: str | Path) -> None:
     if grads is not None:
         gradient_curves(grads, title, run_dir / "gradients.png")
         gradient_heatmap(grads, title, run_dir / "gradients_heatmap.png")
+    series = (summary.get("forecast") or {}).get("series")
+    if series and any(p is not None for p in series.get("per_seed", [])):
+        from rnnlab.forecast.plots import forecast_figure
+
+        forecast_figure(series, run_dir / "forecast.png", title=wrap_title(
+            f"{title}: test span", 8 - 0.2), label=summary.get("cell", "model"))
