@@ -112,8 +112,22 @@ def experiments_dir() -> Path | None:
     return path if path.is_dir() else None
 
 
+def data_file(name: str) -> str:
+    """The absolute path of ``name`` in the data shipped with rnnlab (``rnnlab/data``), for
+    presets that read a CSV: ``task.path: ${rnnlab_data:pairs.csv}`` works from any folder
+    and from an installed wheel. Raises ``ValueError`` when no such file ships."""
+    path = Path(__file__).resolve().parent / "data" / name
+    if not path.is_file():
+        shipped = sorted(p.name for p in path.parent.glob("*.csv"))
+        raise ValueError(f"rnnlab_data:{name}: no such file in {path.parent}; shipped: {shipped}")
+    return str(path)
+
+
 def register_configs() -> None:
-    """Stores the schemas (and the experiment presets) in Hydra's ConfigStore."""
+    """Stores the schemas (and the experiment presets) in Hydra's ConfigStore, and the
+    ``rnnlab_data`` resolver (:func:`data_file`)."""
+    if not OmegaConf.has_resolver("rnnlab_data"):
+        OmegaConf.register_new_resolver("rnnlab_data", data_file)
     cs = ConfigStore.instance()
     cs.store(name="rnnlab_schema", node=RunConfig)
     for name in CELLS:
