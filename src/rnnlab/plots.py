@@ -212,7 +212,7 @@ def gradient_curves_figure(grads: dict[str, np.ndarray], title: str) -> Figure |
         ax.set_ylabel(f"||dL/d{name.rsplit('/', 1)[-1]}_t||")
         ax.set_title(_panel_title(rows[r], cols[c]), fontsize=8)
         ax.grid(alpha=0.3, which="both")
-    first = axes[where[names[0]]]
+    first = axes[0, 0] if (0, 0) in used else axes[where[names[0]]]
     handles, labels = first.get_legend_handles_labels()
     if any_zero:
         handle, label = zero_legend_entry()
