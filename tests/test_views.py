@@ -13,9 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from rnnlab import plots, report
+from rnnlab import loop, plots, report
 from rnnlab.config import compose
-from rnnlab.loop import _gradients_json, model_label, summary_line
 from rnnlab.train import make_train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,13 +32,13 @@ def _summary(**extra):
 
 
 def test_summary_line_says_when_and_where_a_run_stopped_early():
-    text = summary_line(_summary())
+    text = loop.summary_line(_summary())
     assert ("stopped early at step 2,590 of 4,000: no validation improvement for 5 "
             "evaluations; best validation loss (weights kept) at step 666, 2,220 (per seed)"
             in text)
     assert "seeds that solved the task: 1 of 2" in text
     assert "loss 0.5 ± 0.1 (baseline 0.8)" in text
-    plain = summary_line(_summary(stopped_early=False, best_step=None, steps_run=4000))
+    plain = loop.summary_line(_summary(stopped_early=False, best_step=None, steps_run=4000))
     assert "stopped early" not in plain and "early stopping" not in plain
 
 
@@ -49,7 +48,7 @@ def test_summary_line_shows_the_forecast_test_span_in_units_beside_baselines():
     forecast = {"windows": 80, "per_seed": per_seed, "series": {"target": "Close"},
                 "baselines": {"naive": {"rmse": 1.25, "mae": 0.75, "mase": 1.0, "smape": 5.5},
                               "ar(3)": {"rmse": 0.875, "mae": 0.5, "mase": 0.7, "smape": 4.0}}}
-    lines = summary_line(_summary(forecast=forecast, seeds_solved=None)).splitlines()
+    lines = loop.summary_line(_summary(forecast=forecast, seeds_solved=None)).splitlines()
     table = [line for line in lines
              if line.startswith(("[rnnlab] model (", "[rnnlab] baseline "))]
     # the live seeds' mean ± population std, by hand: rmse (1+3)/2 = 2 ± 1, mae 1 ± 0.5
@@ -67,15 +66,15 @@ def test_the_title_names_the_whole_stack():
                                   "model.merge=sum", "model.dropout=0.2",
                                   "model.projection=hoisted", "model.head_sizes=[16]",
                                   "cell.hidden_size=8"]))
-    assert model_label(trainer.model, "lstm") == (
+    assert loop.model_label(trainer.model, "lstm") == (
         "lstm widths=[8, 8] bidirectional (sum) · dropout 0.2 · head [16] · projection hoisted")
     plain = make_train(compose(["cell.hidden_size=8", "model.projection=in_scan"]))
-    assert model_label(plain.model, "gru") == "gru widths=[8] · projection in_scan"
+    assert loop.model_label(plain.model, "gru") == "gru widths=[8] · projection in_scan"
 
 
 # ---- summary.json is JSON: no "inf" strings ---------------------------------------------------
 def test_half_lives_are_json_valid_with_a_decay_flag():
-    out = _gradients_json({"init/layer_0/h/half_life": math.inf,
+    out = loop._gradients_json({"init/layer_0/h/half_life": math.inf,
                            "init/layer_0/c/half_life": 3.5,
                            "final/layer_0/h/half_life": math.nan,
                            "init/layer_0/h/first_last_ratio": 2.0})

@@ -13,9 +13,12 @@ The run folder (Hydra's output folder) holds:
 
 W&B: one W&B run per config (the seeds of a config train in one program), in the config's
 ``group`` (by default the sweep folder's name), with metrics keyed ``SPLIT/METRIC/seed_K`` and
-their seed mean ``SPLIT/METRIC``; gradient curves as line charts and a heat map. The default
-mode is ``offline``: no login, no network, no prompt; runs sync later with ``wandb sync``.
-Any W&B failure is reported once and logging continues in the run folder.
+their seed mean ``SPLIT/METRIC``; at the end a ``results`` table (metrics beside their
+baselines), gradient curves as line charts and the run folder's figures (:class:`WandbSink`).
+The default mode is ``offline``: no login, no prompt, no network at all; runs sync later with
+``wandb sync``. Online, the run says at once that it contacts the server and waits at most
+``logger.wandb.init_timeout`` seconds. Any W&B failure is reported once and logging continues
+in the run folder.
 """
 
 import json

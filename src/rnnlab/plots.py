@@ -98,10 +98,12 @@ def learning_curve_figure(df: pd.DataFrame, baselines: dict, title: str,
         ax.set_visible(False)
     few = ev["step"].nunique() <= 30
     for ax, name in zip(axes, names, strict=False):
+        colors = {}
         for seed, g in ev.groupby("seed"):
             g = g.sort_values("step")
-            ax.plot(g["step"], g[name], marker="o" if few else None, ms=3, lw=1.2,
-                    label=f"seed {seed}")
+            (line,) = ax.plot(g["step"], g[name], marker="o" if few else None, ms=3, lw=1.2,
+                              label=f"seed {seed}")
+            colors[seed] = line.get_color()
         if baselines.get(name) is not None:
             ax.axhline(baselines[name], ls="--", color="k", lw=1, label="baseline")
         values = ev[name].to_numpy(dtype=np.float64)
@@ -109,7 +111,7 @@ def learning_curve_figure(df: pd.DataFrame, baselines: dict, title: str,
         if values.size and values.min() > 0 and values.max() / values.min() > 1e3:
             ax.set_yscale("log")  # a blow-up before divergence would flatten the rest
         for e in diverged:
-            ax.axvline(e["step"], color="tab:red", ls=":", lw=1.2,
+            ax.axvline(e["step"], color=colors.get(e.get("seed"), "tab:red"), ls=":", lw=1.5,
                        label=f"seed {e.get('seed')} diverged (step {e['step']})")
         ax.set_xlabel("training step")
         ax.set_ylabel(f"held-out {name}")
