@@ -248,7 +248,7 @@ def summary_line(summary: dict) -> str:
         if base is not None:
             text += f" (baseline {base:.4g})"
         parts.append(text)
-    split = "validation, scaled" if summary.get("forecast") else "held-out"
+    split = "validation (training units)" if summary.get("forecast") else "held-out"
     lines = [summary["title"], f"{split}: " + " | ".join(parts)]
     if summary.get("forecast"):
         lines += _forecast_lines(summary["forecast"])

@@ -549,6 +549,9 @@ def _wandb_api_key() -> str | None:
     return auth[2] if auth else None
 
 
+PUBLISH_TIMEOUT = 15.0  # seconds to wait for the W&B server when publishing
+
+
 def publish(written: dict[str, Path], project: str = "rnnlab") -> str:
     """Publishes the report's figures and table to W&B when it is online; otherwise says why
     it skipped, without touching the network."""
@@ -559,8 +562,10 @@ def publish(written: dict[str, Path], project: str = "rnnlab") -> str:
     try:
         import wandb
 
+        print(f"[rnnlab] W&B online: contacting the server to publish the report (waiting at "
+              f"most {PUBLISH_TIMEOUT:g} s)", file=sys.stderr, flush=True)
         run = wandb.init(project=project, job_type="report", mode="online",
-                         settings=wandb.Settings(init_timeout=30, silent=True))
+                         settings=wandb.Settings(init_timeout=PUBLISH_TIMEOUT, silent=True))
         run.log({name: wandb.Image(str(p)) for name, p in written.items()
                  if p.suffix == ".png"})
         run.log({"results": wandb.Table(dataframe=pd.read_csv(written["results"]))})
