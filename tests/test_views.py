@@ -323,3 +323,20 @@ def test_report_html_is_one_self_contained_page(tmp_path):
     assert not re.search(r"(src|href)=['\"](https?:|//)", page)
     assert "default-src 'none'" in page and "<table class='sortable'>" in page
     assert "<td data-sort='100.0'>100</td>" in page  # params sort as numbers
+
+
+def test_forecast_rows_from_two_sweeps_name_their_sweep(tmp_path):
+    cfg = {"task": {"name": "forecast", "dataset": "sine", "horizon": 1}}
+    for sweep, rmse in (("a", 1.0), ("b", 2.0)):
+        metrics = {"rmse": rmse, "mae": rmse / 2, "mase": rmse, "smape": 10 * rmse}
+        summary = {**_ok_summary("gru", 400, 0.1), "task": "forecast", "steps_run": 4,
+                   "forecast": {"windows": 80, "per_seed": [metrics],
+                                "baselines": {"naive": {"rmse": 1.5, "mae": 0.7,
+                                                        "mase": 1.1, "smape": 9.0}}}}
+        _write_run(tmp_path / sweep / "0_forecast_gru", summary, cfg)
+    md = report.make_report(tmp_path, tmp_path / "out")["report"].read_text()
+    lines = md.splitlines()
+    assert "| model | sweep | widths | params | seeds |" in "\n".join(lines)
+    assert any(line.startswith("| gru | a | 8 | 100 | 3 |") for line in lines)
+    assert any(line.startswith("| gru | b | 8 | 100 | 3 |") for line in lines)
+    assert "| baseline: naive | | | | | | 1.5 |" in md

@@ -199,6 +199,7 @@ def gradient_curves_figure(grads: dict[str, np.ndarray], title: str) -> Figure |
         if (r, c) not in used:
             ax.set_visible(False)
     colors = matplotlib.colormaps["viridis"]
+    label_every = max(1, -(-len(steps) // 6))  # at most about 6 legend entries
     any_zero = False
     for name in names:
         r, c = where[name]
@@ -208,7 +209,9 @@ def gradient_curves_figure(grads: dict[str, np.ndarray], title: str) -> Figure |
             color = colors(m / max(len(steps) - 1, 1))
             y_T = np.nanmean(mean_MxSxT[m], axis=0) if np.isfinite(mean_MxSxT[m]).any() \
                 else np.full(mean_MxSxT.shape[-1], np.nan)
-            any_zero |= log_curve(ax, y_T, color, label=f"step {step}") > 0
+            labelled = m % label_every == 0 or m == len(steps) - 1
+            any_zero |= log_curve(ax, y_T, color,
+                                  label=f"step {step}" if labelled else None) > 0
         ax.set_yscale("log")
         ax.set_xlabel("t")
         ax.set_ylabel(f"||dL/d{name.rsplit('/', 1)[-1]}_t||")

@@ -265,7 +265,8 @@ def forecast_table(name: str, g: pd.DataFrame,
              f"{'s' if n != 1 else ''}, horizon {int(r0.get('task.horizon', 1))}; errors in the "
              f"series' units, mean ± std over each run's seeds; the baselines forecast the "
              f"same windows (deterministic). Best in bold.", ""]
-    header = ["model", "widths", "params", "seeds", "steps run",
+    sweeps = "sweep" in g and g["sweep"].nunique() > 1  # rows from several sweeps: say which
+    header = ["model", *(["sweep"] if sweeps else []), "widths", "params", "seeds", "steps run",
               *(METRIC_NAMES[m] for m in FORECAST_METRICS)]
     lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
 
@@ -275,13 +276,15 @@ def forecast_table(name: str, g: pd.DataFrame,
     for _, r in g.iterrows():
         vals = [cell(m, r[f"test_{m}_mean"], _fmt(r[f"test_{m}_mean"], r[f"test_{m}_std"]))
                 for m in FORECAST_METRICS]
-        lines.append(f"| {_variant_label(r, variant)} | {r['hidden_sizes']} | "
+        lines.append(f"| {_variant_label(r, variant)} | "
+                     + (f"{r['sweep']} | " if sweeps else "") + f"{r['hidden_sizes']} | "
                      f"{int(r['param_count']):,} | {int(r['num_seeds'])} | "
                      f"{int(r['steps_run'])} | " + " | ".join(vals) + " |")
     for bname, metrics in sorted(base.items(), key=lambda kv: kv[1].get("rmse", np.inf)):
         vals = [cell(m, metrics.get(m), f"{metrics[m]:.4g}") if m in metrics and
                 np.isfinite(metrics[m]) else "—" for m in FORECAST_METRICS]
-        lines.append(f"| baseline: {bname} | | | | | " + " | ".join(vals) + " |")
+        lines.append(f"| baseline: {bname} | | | | | " + ("| " if sweeps else "")
+                     + " | ".join(vals) + " |")
     lines.append("")
     for fig in [figure] if isinstance(figure, str) else (figure or []):
         what = ("gradient norm through time per run" if fig.startswith("gradient_flow")
