@@ -180,12 +180,15 @@ def test_packaged_configs_load_from_the_built_wheel(tmp_path):
     assert (site / "rnnlab" / "conf" / "config.yaml").exists()
     assert (site / "rnnlab" / "conf" / "cell" / "peephole.yaml").exists()
     code = ("import rnnlab.config as c; p = c.config_dir(); "
-            "cfg = c.compose(['cell=peephole']); print(p); print(cfg.cell.name)")
+            "cfg = c.compose(['cell=peephole']); print(p); print(cfg.cell.name); "
+            "pre = c.compose(['+experiment=seed_toy_multivariate']); print(pre.task.path)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": str(site)}, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    path, name = proc.stdout.split()
+    path, name, csv = proc.stdout.split()
     assert Path(path) == site / "rnnlab" / "conf" and name == "peephole"
+    # a preset's data ships inside the package, and the preset finds it there
+    assert Path(csv) == site / "rnnlab" / "data" / "pairs.csv" and Path(csv).is_file()
 
 
 def test_runs_started_together_get_their_own_folders(tmp_path):

@@ -23,7 +23,6 @@ from rnnlab.config import compose
 from rnnlab.train import make_train, param_count
 
 ROOT = Path(__file__).resolve().parents[1]
-PAIRS_CSV = ROOT / "experiments" / "seed_toy_multivariate" / "pairs.csv"
 
 KERAS_COUNTS = {
     # notes 004: LSTM(50) x 4 + Dropout(0.2) x 4 + Dense(1) on [60, 1] windows; the notes'
@@ -64,8 +63,7 @@ KERAS_COUNTS = {
 
 
 def preset(name: str, *overrides: str):
-    extra = [f"task.path={PAIRS_CSV}"] if name == "seed_toy_multivariate" else []
-    return compose([f"+experiment={name}", *extra, *overrides])
+    return compose([f"+experiment={name}", *overrides])
 
 
 def test_every_seed_preset_is_covered():
@@ -115,10 +113,9 @@ XLA_FLAGS = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 
 
 def run_preset(name: str, run_dir: Path, *overrides: str) -> dict:
-    extra = [f"task.path={PAIRS_CSV}"] if name == "seed_toy_multivariate" else []
     env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {XLA_FLAGS}".strip()}
     proc = subprocess.run(
-        [sys.executable, "-m", "rnnlab.run", f"+experiment={name}", *extra, *TWO_STEPS,
+        [sys.executable, "-m", "rnnlab.run", f"+experiment={name}", *TWO_STEPS,
          *overrides, f"hydra.run.dir={run_dir}"],
         env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -83,6 +83,7 @@ class WandbConfig:
     entity: str | None = None  # W&B entity (team or user); null: the default
     group: str | None = None  # W&B group; null: the sweep folder's name
     tags: list[str] = dataclasses.field(default_factory=list)  # extra W&B tags
+    init_timeout: float = 15.0  # seconds to wait for the W&B server (online mode), > 0
 
 
 @dataclasses.dataclass
@@ -126,12 +127,26 @@ def _random_id() -> str:
     return secrets.token_hex(3)
 
 
+def data_file(name: str) -> str:
+    """The absolute path of ``name`` in the data shipped with rnnlab (``rnnlab/data``), for
+    presets that read a CSV: ``task.path: ${rnnlab_data:pairs.csv}`` works from any folder
+    and from an installed wheel. Raises ``ValueError`` when no such file ships."""
+    path = Path(__file__).resolve().parent / "data" / name
+    if not path.is_file():
+        shipped = sorted(p.name for p in path.parent.glob("*.csv"))
+        raise ValueError(f"rnnlab_data:{name}: no such file in {path.parent}; shipped: {shipped}")
+    return str(path)
+
+
 def register_configs() -> None:
     """Stores the schemas (and the experiment presets) in Hydra's ConfigStore, and registers
-    the ``rnnlab_id`` resolver used in the run-folder names (cached per config, so every
-    reading of ``hydra.run.dir`` within one run, and every job of a sweep, sees the same id)."""
+    two resolvers: ``rnnlab_id`` in the run-folder names (cached per config, so every reading
+    of ``hydra.run.dir`` within one run, and every job of a sweep, sees the same id) and
+    ``rnnlab_data`` (:func:`data_file`)."""
     if not OmegaConf.has_resolver("rnnlab_id"):
         OmegaConf.register_new_resolver("rnnlab_id", _random_id, use_cache=True)
+    if not OmegaConf.has_resolver("rnnlab_data"):
+        OmegaConf.register_new_resolver("rnnlab_data", data_file)
     cs = ConfigStore.instance()
     cs.store(name="rnnlab_schema", node=RunConfig)
     for name in CELLS:

@@ -141,14 +141,14 @@ def claim_run_dir(run_dir: Path, *, resume: bool = False) -> RunDirLock:
 
 def remove_if_only_hydra(run_dir: Path) -> None:
     """Deletes a run folder that holds nothing but what Hydra wrote before the job started
-    (``.hydra/``, an empty log, our lock), and its date folder if that is left empty."""
+    (``.hydra/``, the job's log, our lock), and its date folder if that is left empty."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return
     for entry in run_dir.iterdir():
         if entry.name in (".hydra", LOCK_NAME):
             continue
-        if entry.suffix == ".log" and entry.stat().st_size == 0:
+        if entry.suffix == ".log":  # Hydra's log and the console copy (run.log)
             continue
         return
     import shutil

@@ -13,9 +13,12 @@ The run folder (Hydra's output folder) holds:
 
 W&B: one W&B run per config (the seeds of a config train in one program), in the config's
 ``group`` (by default the sweep folder's name), with metrics keyed ``SPLIT/METRIC/seed_K`` and
-their seed mean ``SPLIT/METRIC``; gradient curves as line charts and a heat map. The default
-mode is ``offline``: no login, no network, no prompt; runs sync later with ``wandb sync``.
-Any W&B failure is reported once and logging continues in the run folder.
+their seed mean ``SPLIT/METRIC``; at the end a ``results`` table (metrics beside their
+baselines), gradient curves as line charts and the run folder's figures (:class:`WandbSink`).
+The default mode is ``offline``: no login, no prompt, no network at all; runs sync later with
+``wandb sync``. Online, the run says at once that it contacts the server and waits at most
+``logger.wandb.init_timeout`` seconds. Any W&B failure is reported once and logging continues
+in the run folder.
 """
 
 import json
@@ -161,18 +164,45 @@ class LocalSink(Sink):
                 warnings.warn(f"plotting failed in {self.dir}: {err!r}", stacklevel=2)
 
 
+DEFAULT_INIT_TIMEOUT = 15.0  # seconds; logger.wandb.init_timeout
+
+
+def clear_empty_wandb_env(environ=os.environ) -> list[str]:
+    """Removes ``WANDB_*`` variables set to the empty string (``WANDB_MODE=``, as shell scripts
+    often leave them), so that they count as unset, as in a shell, and the configured mode
+    holds; W&B itself rejects an empty mode. Returns the names removed."""
+    empty = [k for k, v in environ.items() if k.startswith("WANDB_") and not v.strip()]
+    for k in empty:
+        del environ[k]
+    return empty
+
+
 class WandbSink(Sink):
-    """Logs to W&B (``offline`` by default). Never raises: failures disable the sink."""
+    """Logs to W&B (``offline`` by default). Never raises: failures disable the sink.
+
+    * ``offline`` means no network at all: besides the run itself, W&B's own error and
+      telemetry reporting (which would otherwise resolve and contact its servers at exit) is
+      switched off (``WANDB_ERROR_REPORTING=false``, before W&B's service process starts).
+    * ``online`` says at once that it contacts the server and for how long at most
+      (``init_timeout`` seconds, ``logger.wandb.init_timeout``; W&B's own default is 90 s),
+      then, if it cannot reach it, warns and keeps the local run folder only.
+    * At the end, the run gets what the local report shows for it: the ``results`` table
+      (each held-out metric beside its baseline; for a forecast, the test span in the
+      series' units beside every baseline), the gradient curves as line charts and the run
+      folder's figures (learning curve, gradients, heat map, forecast vs truth).
+    """
 
     def __init__(self, run_dir, mode="offline", project="rnnlab", entity=None, group=None,
-                 tags=(), name=None, run_id=None):
+                 tags=(), name=None, init_timeout: float | None = None, run_id=None):
         if mode not in WANDB_MODES:
             raise ValueError(f"logger.wandb.mode={mode!r} is not accepted; use one of "
                              f"{WANDB_MODES}")
+        _check_timeout(init_timeout)
         self.dir = Path(run_dir)
         self.mode, self.project, self.entity = mode, project, entity
         self.group, self.tags, self.name = group, list(tags), name
         self.run_id = run_id  # resume this W&B run (a resumed rnnlab run keeps its W&B run)
+        self.init_timeout = init_timeout
         self.run = None
         self.grad_history: dict[str, list[tuple[int, np.ndarray]]] = {}
 
@@ -186,14 +216,32 @@ class WandbSink(Sink):
             pass
         self.run = None
 
+    def _timeout(self, config: dict) -> float:
+        """``init_timeout`` given to the sink, else ``logger.wandb.init_timeout`` of the
+        run's config, else :data:`DEFAULT_INIT_TIMEOUT`."""
+        if self.init_timeout is not None:
+            return float(self.init_timeout)
+        value = ((config.get("logger") or {}).get("wandb") or {}).get("init_timeout")
+        _check_timeout(value)
+        return DEFAULT_INIT_TIMEOUT if value is None else float(value)
+
     def start(self, config, info):
         if self.mode == "disabled":
             return
+        timeout = self._timeout(config)  # a bad value fails the run here, naming the field
         try:
+            clear_empty_wandb_env()
             import wandb
 
             os.environ.setdefault("WANDB_SILENT", "true")
-            settings = wandb.Settings(silent=True, console="off", init_timeout=60,
+            if self.mode == "offline":
+                os.environ["WANDB_ERROR_REPORTING"] = "false"
+            else:
+                host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+                print(f"[rnnlab] W&B online: contacting {host} (waiting at most {timeout:g} s, "
+                      f"logger.wandb.init_timeout; if it cannot be reached the run goes on with "
+                      f"the local run folder only)", file=sys.stderr, flush=True)
+            settings = wandb.Settings(silent=True, console="off", init_timeout=timeout,
                                       x_disable_stats=True)
             self.run = wandb.init(project=self.project, entity=self.entity, group=self.group,
                                   tags=self.tags, name=self.name, mode=self.mode,
@@ -233,27 +281,74 @@ class WandbSink(Sink):
         try:
             import wandb
 
-            for key, value in _flatten(summary).items():
+            for key, value in _flatten(_jsonable(summary)).items():
                 if isinstance(value, int | float | str | bool) or value is None:
                     self.run.summary[key] = value
+            columns, rows = results_rows(summary)
+            if rows:
+                self.run.log({"results": wandb.Table(columns=columns, data=rows)})
             for name, history in self.grad_history.items():
                 steps = [s for s, _ in history]
-                ys = [np.maximum(curve, 1e-30).tolist() for _, curve in history]
+                # log charts cannot show 0 or NaN: those points are left out (None)
+                ys = [[float(v) if np.isfinite(v) and v > 0 else None for v in curve]
+                      for _, curve in history]
                 xs = list(range(len(ys[0])))
                 self.run.log({f"gradients/{name}/norm_vs_t": wandb.plot.line_series(
                     xs=xs, ys=ys, keys=[f"step {s}" for s in steps],
                     title=f"||dL/d{name}_t|| (seed mean)", xname="t")})
-            heat = self.dir / "gradients_heatmap.png"
-            if heat.exists():
-                self.run.log({"gradients/heatmap": wandb.Image(str(heat))})
+            for key, file in RUN_FIGURES.items():
+                if (self.dir / file).exists():
+                    self.run.log({key: wandb.Image(str(self.dir / file))})
             self.run.finish(exit_code=0 if summary.get("status") == "ok" else 1)
         except Exception as err:
             self._fail("finish", err)
         self.run = None
 
-
     def position(self):
         return {"wandb_id": self.run_id} if self.run_id else {}
+
+
+# figures of the run folder that the W&B run carries, keyed as in W&B
+RUN_FIGURES = {"figures/learning_curve": "learning_curve.png",
+               "gradients/curves": "gradients.png",
+               "gradients/heatmap": "gradients_heatmap.png",
+               "figures/forecast": "forecast.png"}
+RESULT_COLUMNS = ["split", "metric", "model mean", "model std", "seeds", "baseline",
+                  "baseline value"]
+
+
+def results_rows(summary: dict) -> tuple[list[str], list[list]]:
+    """The ``results`` table of a run, as the local report shows it: one row per (metric,
+    baseline): the held-out metrics (mean and std over the live seeds) beside the task's
+    baseline; for a forecast, the test-span metrics in the series' units beside every
+    baseline on the same windows."""
+    rows = []
+    live = sum(not m.get("diverged") for m in summary.get("per_seed", {}).values())
+    for metric, stats in (summary.get("final") or {}).items():
+        base = (summary.get("baselines") or {}).get(metric)
+        rows.append(["held-out", metric, _scalar(stats["mean"]), _scalar(stats["std"]), live,
+                     "task baseline" if base is not None else None,
+                     None if base is None else _scalar(base)])
+    forecast = summary.get("forecast") or {}
+    per_seed = [m for m in forecast.get("per_seed", []) if m]
+    for metric in ("rmse", "mae", "mase", "smape"):
+        values = np.array([m[metric] for m in per_seed if m.get(metric) is not None], float)
+        values = values[np.isfinite(values)]
+        if not values.size:
+            continue
+        for name, base in (forecast.get("baselines") or {}).items():
+            rows.append([f"{forecast.get('split', 'test')} (series units)", metric,
+                         float(values.mean()), float(values.std()), int(values.size), name,
+                         None if base.get(metric) is None else _scalar(base[metric])])
+    return RESULT_COLUMNS, rows
+
+
+def _check_timeout(value) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"logger.wandb.init_timeout must be a number of seconds > 0; got "
+                         f"{value!r}")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:

@@ -23,6 +23,7 @@ from rnnlab import gradients
 from rnnlab.checks import ConfigError
 from rnnlab.jobs import claim_run_dir
 from rnnlab.logging import LocalSink, Logger, WandbSink
+from rnnlab.tasks.base import Task
 from rnnlab.train import LOSS, Trainer, make_train, param_count, seed_keys
 
 
@@ -260,8 +261,46 @@ def _spread(values: np.ndarray) -> dict[str, float]:
             "median": float(np.median(v)), "max": float(v.max())}
 
 
+def model_label(model, cell_name: str) -> str:
+    """The architecture in words for titles: cell, widths, and whatever else shapes the stack
+    (bidirectional and its merge, dropout, dense head, where the input projection runs), e.g.
+    ``lstm widths=[128, 128] bidirectional (concat) · dropout 0.2 · projection in_scan``."""
+    from rnnlab.recurrent import resolve_projection
+
+    widths = [c.hidden_size for c in model.cells]
+    text = f"{cell_name} widths={widths}"
+    if model.bidirectional:
+        text += f" bidirectional ({model.merge})"
+    parts = [text]
+    if model.dropout:
+        parts.append(f"dropout {model.dropout:g}")
+    if model.head_sizes:
+        parts.append(f"head {list(model.head_sizes)}")
+    parts.append(f"projection {resolve_projection(model.projection)}")
+    return " · ".join(parts)
+
+
+def _gradients_json(grad_summary: dict[str, float]) -> dict[str, Any]:
+    """Gradient summaries as JSON-valid values: a half-life that does not decay (``inf``) is
+    stored as ``null`` beside ``NAME/decays = false``; an unmeasurable one (NaN) as ``null``
+    beside ``decays = null``; a finite one beside ``decays = true``."""
+    out: dict[str, Any] = {}
+    for key, value in grad_summary.items():
+        value = float(value)
+        if key.endswith("/half_life"):
+            decays = None if math.isnan(value) else math.isfinite(value)
+            out[key] = value if math.isfinite(value) else None
+            out[key[: -len("half_life")] + "decays"] = decays
+        else:
+            out[key] = value if math.isfinite(value) else None
+    return out
+
+
 def summarize(cfg, trainer: Trainer, seeds: list[int], ev: dict, info: dict,
               grad_summary: dict) -> dict[str, Any]:
+    """``summary.json``'s content (before the task's ``final_report``); the README's run-folder
+    table lists its keys. ``seeds_solved`` counts the seeds that meet the task's criterion
+    (``None`` for a task without one); the task's own metrics keep their names in ``final``."""
     task = trainer.task
     alive = info["alive"]
     per_seed = {str(s): {k: float(v[i]) for k, v in ev.items()} | {
@@ -269,9 +308,10 @@ def summarize(cfg, trainer: Trainer, seeds: list[int], ev: dict, info: dict,
         "diverged": not bool(alive[i])} for i, s in enumerate(seeds)}
     live = {k: np.asarray(v)[alive] for k, v in ev.items()}
     widths = [c.hidden_size for c in trainer.model.cells]
+    has_criterion = type(task).solved is not Task.solved
     return {
         "status": "ok",
-        "title": (f"{task.label()} · {cfg.cell.name} widths={widths} · "
+        "title": (f"{task.label()} · {model_label(trainer.model, cfg.cell.name)} · "
                   f"{param_count(trainer):,} params"),
         "cell": cfg.cell.name,
         "task": task.registered_name,
@@ -282,14 +322,64 @@ def summarize(cfg, trainer: Trainer, seeds: list[int], ev: dict, info: dict,
         "baselines": task.baselines(),
         "final": {k: _spread(v) for k, v in live.items()},
         "per_seed": per_seed,
-        "solved_fraction": float(np.mean([p["solved"] for p in per_seed.values()])),
-        "gradients": grad_summary,
+        "seeds_solved": (sum(p["solved"] for p in per_seed.values()) if has_criterion
+                         else None),
+        "gradients": _gradients_json(grad_summary),
+        "steps": trainer.steps,
+        "early_stopping_patience": cfg.train.early_stopping_patience,
         **{k: v for k, v in info.items() if k != "alive"},
     }
 
 
+def _num(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}g}"
+
+
+def _stopping_line(summary: dict) -> str | None:
+    steps, run = summary.get("steps"), summary.get("steps_run")
+    best = summary.get("best_step")
+    best_text = ""
+    if best is not None:
+        best = [int(b) for b in np.atleast_1d(best)]
+        best_text = ("; best validation loss (weights kept) at step "
+                     + (f"{best[0]:,}" if len(set(best)) == 1
+                        else ", ".join(f"{b:,}" for b in best) + " (per seed)"))
+    if summary.get("stopped_early"):
+        return (f"stopped early at step {run:,} of {steps:,}: no validation improvement for "
+                f"{summary.get('early_stopping_patience')} evaluations{best_text}")
+    if best is not None:
+        return f"early stopping did not trigger (all {run:,} steps run){best_text}"
+    return None
+
+
+FORECAST_COLUMNS = (("rmse", "RMSE"), ("mae", "MAE"), ("mase", "MASE"), ("smape", "sMAPE %"))
+
+
+def _forecast_lines(forecast: dict) -> list[str]:
+    """The test-span metrics in the series' units, model (mean ± std over live seeds) beside
+    every baseline, as an aligned table."""
+    live = [m for m in forecast.get("per_seed", []) if m]
+    rows = [[f"model ({len(live)} seed{'s' if len(live) != 1 else ''})"]]
+    for key, _ in FORECAST_COLUMNS:
+        v = np.array([m[key] for m in live if m.get(key) is not None], dtype=np.float64)
+        v = v[np.isfinite(v)]
+        rows[0].append(f"{v.mean():.4g} ± {v.std():.2g}" if v.size else "—")
+    for name, metrics in forecast.get("baselines", {}).items():
+        rows.append([f"baseline {name}", *(_num(metrics.get(k)) for k, _ in FORECAST_COLUMNS)])
+    header = ["", *(label for _, label in FORECAST_COLUMNS)]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    target = (forecast.get("series") or {}).get("target", "the target")
+    return [f"test span: {forecast.get('windows')} windows of {target}, errors in the series' "
+            f"units (the baselines forecast the same windows)",
+            *(fmt.format(*r).rstrip() for r in [header, *rows])]
+
+
 def summary_line(summary: dict) -> str:
-    """The line a run ends with: per metric mean ± std over seeds, the baseline, per seed."""
+    """What a run ends with: its title; each held-out metric's mean ± std over the live seeds
+    beside the task's baseline; for a forecast, the test span in the series' own units beside
+    every baseline; when the run stopped early, at which step; the seeds that solved the task;
+    each seed's numbers."""
     parts = []
     for name, stats in summary["final"].items():
         base = summary["baselines"].get(name)
@@ -297,12 +387,22 @@ def summary_line(summary: dict) -> str:
         if base is not None:
             text += f" (baseline {base:.4g})"
         parts.append(text)
-    seeds = "; ".join(
+    split = "validation (training units)" if summary.get("forecast") else "held-out"
+    lines = [summary["title"], f"{split}: " + " | ".join(parts)]
+    if summary.get("forecast"):
+        lines += _forecast_lines(summary["forecast"])
+    stopping = _stopping_line(summary)
+    if stopping:
+        lines.append(stopping)
+    if summary.get("seeds_solved") is not None:
+        lines.append(f"seeds that solved the task: {summary['seeds_solved']} of "
+                     f"{len(summary['per_seed'])}")
+    lines.append("; ".join(
         f"seed {s}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items()
                                   if isinstance(v, float)) + (" DIVERGED" if m["diverged"]
                                                               else "")
-        for s, m in summary["per_seed"].items())
-    return f"[rnnlab] {summary['title']}\n[rnnlab] {' | '.join(parts)}\n[rnnlab] {seeds}"
+        for s, m in summary["per_seed"].items()))
+    return "\n".join(f"[rnnlab] {line}" for line in lines)
 
 
 def gradient_summary(logger: Logger) -> dict[str, float]:

@@ -1,17 +1,24 @@
 """Sweep results to tables and plots.
 
-    python -m rnnlab.report PATH [--out DIR] [--publish]
+    python -m rnnlab.report PATH [--out DIR] [--html] [--publish]
 
 ``PATH`` is a run folder or any folder above run folders (a sweep, or ``multirun/``). Writes
 into ``--out`` (default: ``PATH``):
 
-* ``results.csv``: one row per run: cell, task, sizes, status, each final metric's mean, std,
-  min, median and max over seeds, the baselines, the solved fraction, gradient half-lives;
-* ``report.md``: the table per task (cells and baselines side by side) and the half-life table;
+* ``results.csv``: one row per run: its folder (``run``), the folder holding it (``sweep``),
+  its Hydra ``overrides``, cell, task, sizes, status, each final metric's mean, std, min,
+  median and max over seeds, the baselines, ``num_seeds`` and ``seeds_solved`` (how many met
+  the task's criterion), gradient half-lives (``inf``: no decay);
+* ``report.md``: the table per task (cells and baselines side by side; where runs come from
+  several sweeps or settings, the columns ``sweep`` and ``settings`` say which), the half-life
+  table, the figures;
 * ``gradient_flow_<task>.png``: log ``||dL/dh_t||`` against ``t`` for each cell, at
   initialisation and after training (first layer, seed mean, one line per run);
 * ``metric_vs_length_<task>.png`` when a task was run at several lengths: the first metric
-  against the sequence length per cell, with the baseline.
+  against the sequence length per cell, with the baseline;
+* with ``--html``, ``report.html``: the same report as one self-contained page (figures
+  embedded, tables sortable by a click on a header; no network, no server;
+  :mod:`rnnlab.report_html`).
 
 Forecast runs (``task=forecast``) get, instead of the task table, one table per data set: the
 test-span RMSE, MAE, MASE and sMAPE in the series' own units of every run (mean ± std over its
@@ -41,7 +48,8 @@ import numpy as np
 import pandas as pd
 
 from rnnlab.forecast.plots import SERIES_KEY, forecast_figure
-from rnnlab.plots import read_gradients
+from rnnlab.plots import log_curve, read_gradients, zero_legend_entry
+from rnnlab.report_html import html_report
 
 FORECAST_METRICS = ("rmse", "mae", "mase", "smape")  # overall test-span metrics, in units
 # config fields recorded per run (besides every scalar task field), to tell variants apart
@@ -107,15 +115,56 @@ def _length(row) -> int:
     return int(value)
 
 
-def results_table(runs: list[Path]) -> pd.DataFrame:
+def _overrides(run: Path) -> list[str]:
+    """The command-line overrides Hydra recorded for the run (``.hydra/overrides.yaml``)."""
+    path = run / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return []
+    import yaml
+
+    return [str(o) for o in (yaml.safe_load(path.read_text()) or [])]
+
+
+def _sweep_name(run: Path, root: Path | None) -> str:
+    """The folder holding the run, relative to the report's root (``.`` for the root)."""
+    if root is None:
+        return run.parent.name
+    try:
+        rel = run.parent.relative_to(root)
+    except ValueError:
+        return run.parent.name
+    return str(rel) if str(rel) != "." else (root.name if run != root else ".")
+
+
+def _gradient_value(summary_grads: dict, key: str, value):
+    """A half-life as a float: ``null`` with ``decays = false`` is ``inf`` (no decay); an
+    older summary's string ``"inf"`` too."""
+    if value == "inf":
+        return np.inf
+    if value is None and key.endswith("/half_life"):
+        decays = summary_grads.get(key[: -len("half_life")] + "decays")
+        return np.inf if decays is False else np.nan
+    return value
+
+
+def results_table(runs: list[Path], root: Path | None = None) -> pd.DataFrame:
+    """One row per run folder; ``sweep`` is the folder holding it (relative to ``root``),
+    ``overrides`` its Hydra overrides, ``num_seeds`` its seeds, ``seeds_solved`` how many of
+    them met the task's "solved" criterion (the task's own metrics keep their names, e.g. the
+    adding task's ``solved_fraction_mean``)."""
     rows = []
     for run in runs:
         s = json.loads((run / "summary.json").read_text())
-        row = {"run": str(run), "status": s.get("status"), "error": s.get("error")}
+        row = {"run": str(run), "sweep": _sweep_name(run, root),
+               "overrides": " ".join(_overrides(run)),
+               "status": s.get("status"), "error": s.get("error")}
         row.update({k: s.get(k) for k in ("cell", "task", "sequence_length", "param_count",
-                                          "solved_fraction", "steps_run", "train_seconds")})
+                                          "seeds_solved", "steps_run", "train_seconds")})
         row["hidden_sizes"] = ",".join(map(str, s.get("hidden_sizes", []))) or None
         row["num_seeds"] = len(s.get("seeds", []))
+        if row["seeds_solved"] is None and s.get("solved_fraction") is not None:
+            # summaries written before the rename kept the share of seeds
+            row["seeds_solved"] = round(s["solved_fraction"] * row["num_seeds"])
         task_fields = _task_fields(run)
         row.update(task_fields)
         for metric, stats in s.get("final", {}).items():
@@ -123,8 +172,10 @@ def results_table(runs: list[Path]) -> pd.DataFrame:
                 row[f"{metric}_{stat}"] = value
         for metric, value in s.get("baselines", {}).items():
             row[f"baseline_{metric}"] = value
-        for key, value in s.get("gradients", {}).items():
-            row[f"grad_{key}"] = np.inf if value == "inf" else value
+        grads = s.get("gradients", {})
+        for key, value in grads.items():
+            if not key.endswith("/decays"):
+                row[f"grad_{key}"] = _gradient_value(grads, key, value)
         if row.get("sequence_length") is not None:
             row["T"] = _length(row)
         row.update(_forecast_fields(s, task_fields))
@@ -196,7 +247,8 @@ def _baselines(g: pd.DataFrame) -> dict[str, dict[str, float]]:
     return out
 
 
-def forecast_table(name: str, g: pd.DataFrame, figure: str | None = None) -> list[str]:
+def forecast_table(name: str, g: pd.DataFrame,
+                   figure: str | list[str] | None = None) -> list[str]:
     """Markdown lines: the runs (mean ± std over seeds) and the baselines, best in bold."""
     variant = _variant_columns(g)
     g = g.sort_values("test_rmse_mean", na_position="last")
@@ -210,10 +262,11 @@ def forecast_table(name: str, g: pd.DataFrame, figure: str | None = None) -> lis
     n = int(r0["test_windows"])
     lines = [f"## forecast: {name}", "",
              f"Test span of `{r0['dataset']}` ({r0['target']}): {n} window"
-             f"{'s' if n != 1 else ''}, horizon {r0.get('task.horizon', 1)}; errors in the "
+             f"{'s' if n != 1 else ''}, horizon {int(r0.get('task.horizon', 1))}; errors in the "
              f"series' units, mean ± std over each run's seeds; the baselines forecast the "
              f"same windows (deterministic). Best in bold.", ""]
-    header = ["model", "widths", "params", "seeds", "steps run",
+    sweeps = "sweep" in g and g["sweep"].nunique() > 1  # rows from several sweeps: say which
+    header = ["model", *(["sweep"] if sweeps else []), "widths", "params", "seeds", "steps run",
               *(METRIC_NAMES[m] for m in FORECAST_METRICS)]
     lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
 
@@ -223,16 +276,20 @@ def forecast_table(name: str, g: pd.DataFrame, figure: str | None = None) -> lis
     for _, r in g.iterrows():
         vals = [cell(m, r[f"test_{m}_mean"], _fmt(r[f"test_{m}_mean"], r[f"test_{m}_std"]))
                 for m in FORECAST_METRICS]
-        lines.append(f"| {_variant_label(r, variant)} | {r['hidden_sizes']} | "
+        lines.append(f"| {_variant_label(r, variant)} | "
+                     + (f"{r['sweep']} | " if sweeps else "") + f"{r['hidden_sizes']} | "
                      f"{int(r['param_count']):,} | {int(r['num_seeds'])} | "
                      f"{int(r['steps_run'])} | " + " | ".join(vals) + " |")
     for bname, metrics in sorted(base.items(), key=lambda kv: kv[1].get("rmse", np.inf)):
         vals = [cell(m, metrics.get(m), f"{metrics[m]:.4g}") if m in metrics and
                 np.isfinite(metrics[m]) else "—" for m in FORECAST_METRICS]
-        lines.append(f"| baseline: {bname} | | | | | " + " | ".join(vals) + " |")
+        lines.append(f"| baseline: {bname} | | | | | " + ("| " if sweeps else "")
+                     + " | ".join(vals) + " |")
     lines.append("")
-    if figure:
-        lines += [f"![{name}: best run vs truth and naive on the test span]({figure})", ""]
+    for fig in [figure] if isinstance(figure, str) else (figure or []):
+        what = ("gradient norm through time per run" if fig.startswith("gradient_flow")
+                else "best run vs truth and naive on the test span")
+        lines += [f"![{name}: {what}]({fig})", ""]
     return lines
 
 
@@ -270,27 +327,75 @@ def _task_variants(df: pd.DataFrame):
             yield f"{task} ({opts})", gv
 
 
+def _half_life_text(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "—"
+    return "no decay" if np.isinf(value) else f"{value:.3g}"
+
+
+IDENTITY_OVERRIDES = ("cell", "task")  # shown in their own columns
+# overrides that change how a run is logged, not its results
+QUIET_OVERRIDES = ("logger.", "hydra.", "train.log_every", "gradients.")
+
+
+def run_labels(g: pd.DataFrame) -> pd.DataFrame:
+    """What tells the runs of one table apart besides cell and T: ``sweep`` (empty when all
+    come from one folder) and ``settings``: the overrides not shared by every run of the table
+    (``task.length`` and the cell left out), or, for runs without recorded overrides, the
+    config fields that differ."""
+    out = pd.DataFrame(index=g.index, columns=["sweep", "settings"], dtype=object)
+    out["sweep"] = g["sweep"] if "sweep" in g and g["sweep"].nunique() > 1 else ""
+
+    def keyed(text: str) -> dict[str, str]:
+        pairs = (o.split("=", 1) for o in str(text or "").split() if "=" in o)
+        return {k: v for k, v in pairs
+                if k.lstrip("+~") not in (*IDENTITY_OVERRIDES, "task.length")
+                and not k.lstrip("+~").startswith(QUIET_OVERRIDES)}
+
+    overrides = {i: keyed(g.at[i, "overrides"]) if "overrides" in g else {} for i in g.index}
+    keys = sorted({k for o in overrides.values() for k in o})
+    differ = [k for k in keys if len({o.get(k) for o in overrides.values()}) > 1]
+    fields = [c for c in _variant_columns(g) if c not in ("task.length",)
+              and not any(k.lstrip("+~") == c for k in differ)]
+    for i in g.index:
+        parts = [f"{k}={overrides[i][k]}" for k in differ if k in overrides[i]]
+        parts += [f"{c}={g.at[i, c]}" for c in fields]
+        out.at[i, "settings"] = " ".join(parts)
+    return out
+
+
 def markdown(df: pd.DataFrame, figures: dict[str, str] | None = None) -> str:
     """The report: a table per task (cells and baselines side by side), gradient half-lives,
     a table per forecast data set (:func:`forecast_table`; ``figures`` maps its name to the
-    figure file shown under it), and the failed runs."""
-    lines = ["# rnnlab report", ""]
+    figure file shown under it, ``task:NAME`` the figures of a task), and the failed runs."""
+    figures = dict(figures or {})
     ok = df[df["status"] == "ok"]
     failed = df[df["status"] != "ok"]
+    folders = df["sweep"].nunique() if "sweep" in df else 1
+    lines = ["# rnnlab report", "",
+             f"{len(df)} run{'s' if len(df) != 1 else ''} ({len(ok)} finished, {len(failed)} "
+             f"failed) from {folders} folder{'s' if folders != 1 else ''}; every number is the "
+             f"mean ± std over a run's seeds unless marked as a baseline.", ""]
     ok = ok.drop(index=forecast_runs(df).index)  # forecast runs get their own tables
     metrics = sorted({c[: -len("_mean")] for c in df.columns if c.endswith("_mean")
                       and not c.startswith("test_")})
     for task, g in _task_variants(ok):
         lines += [f"## {task}", ""]
-        header = ["cell", "T", "params", *[f"{m} (mean ± std over seeds)" for m in metrics
-                                           if f"{m}_mean" in g and g[f"{m}_mean"].notna().any()],
-                  "solved"]
+        shown = [m for m in metrics if f"{m}_mean" in g and g[f"{m}_mean"].notna().any()]
+        ids = run_labels(g)
+        id_cols = [c for c in ("sweep", "settings") if ids[c].astype(bool).any()]
+        header = ["cell", "T", *id_cols, "seeds", "params",
+                  *[f"{m} (mean ± std over seeds)" for m in shown], "seeds solved"]
         lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-        for _, r in g.sort_values(["T", "cell"]).iterrows():
-            vals = [_fmt(r[f"{m}_mean"], r.get(f"{m}_std")) for m in metrics
-                    if f"{m}_mean" in g and g[f"{m}_mean"].notna().any()]
-            lines.append(f"| {r['cell']} | {_length(r)} | {int(r['param_count']):,} | "
-                         + " | ".join(vals) + f" | {r['solved_fraction']:.0%} |")
+        for i, r in g.sort_values(["T", "cell", "sweep"]).iterrows():
+            vals = [_fmt(r[f"{m}_mean"], r.get(f"{m}_std")) for m in shown]
+            solved = ("—" if pd.isna(r.get("seeds_solved"))
+                      else f"{int(r['seeds_solved'])}/{int(r['num_seeds'])}")
+            lines.append(f"| {r['cell']} | {_length(r)} | "
+                         + "".join(f"{ids.at[i, c]} | " for c in id_cols)
+                         + f"{int(r['num_seeds'])} | {int(r['param_count']):,} | "
+                         + " | ".join(vals) + f" | {solved} |")
+        pad = "| " * (len(id_cols) + 2)
         shown = [m for m in metrics if f"{m}_mean" in g and g[f"{m}_mean"].notna().any()]
         base_cols = {m: f"baseline_{m}" for m in shown
                      if f"baseline_{m}" in g and g[f"baseline_{m}"].notna().any()}
@@ -299,19 +404,25 @@ def markdown(df: pd.DataFrame, figures: dict[str, str] | None = None) -> str:
             for T, gT in g.groupby("T") if any(g[c].nunique() > 1 for c in base_cols.values()) \
                     else [(None, g)]:
                 label = "baseline" if T is None else f"baseline (T={T})"
-                lines.append(f"| {label} | | | " + " | ".join(
+                lines.append(f"| {label} | | {pad}" + " | ".join(
                     f"{gT[base_cols[m]].iloc[0]:.4g}" if m in base_cols else "—" for m in shown)
                     + " | |")
         lines.append("")
-        hl = [c for c in g.columns if c.startswith("grad_") and c.endswith("/h/half_life")]
+        hl = [c for c in g.columns if c.startswith("grad_") and c.endswith("/h/half_life")
+              and g[c].notna().any()]
         if hl:
-            lines += ["Gradient half-life in steps (ln 2 / decay rate of ||dL/dh_t||; inf: no "
-                      "decay):", "", "| cell | T | " + " | ".join(c[5:] for c in hl) + " |",
-                      "|" + " --- |" * (len(hl) + 2)]
-            for _, r in g.sort_values(["T", "cell"]).iterrows():
+            lines += ["Gradient half-life in steps (ln 2 / decay rate of ||dL/dh_t||; no "
+                      "decay: the norm does not shrink with the distance):", "",
+                      "| cell | T | " + "".join(f"{c} | " for c in id_cols)
+                      + " | ".join(c[5:] for c in hl) + " |",
+                      "|" + " --- |" * (len(hl) + 2 + len(id_cols))]
+            for i, r in g.sort_values(["T", "cell", "sweep"]).iterrows():
                 lines.append(f"| {r['cell']} | {_length(r)} | "
-                             + " | ".join(f"{r[c]:.3g}" for c in hl) + " |")
+                             + "".join(f"{ids.at[i, c]} | " for c in id_cols)
+                             + " | ".join(_half_life_text(r[c]) for c in hl) + " |")
             lines.append("")
+        for fig in (figures or {}).pop(f"task:{task.split(' (')[0]}", []):
+            lines += [f"![{task}: {fig.rsplit('.', 1)[0].replace('_', ' ')}]({fig})", ""]
     for name, g in forecast_groups(df):
         lines += forecast_table(name, g, (figures or {}).get(name))
     if len(failed):
@@ -333,18 +444,25 @@ def gradient_flow_figure(df: pd.DataFrame, task: str, path: Path, layer: str = "
         return False
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     colors = {c: plt.get_cmap("tab10")(i) for i, c in enumerate(sorted(runs["cell"].unique()))}
+    zeros = 0
     for r, g in curves:
         mean = g[f"{layer}/mean"]
         for ax, m, when in ((axes[0], 0, "initialisation"), (axes[1], -1, "after training")):
-            ax.semilogy(np.nanmean(mean[m], axis=0), color=colors[r["cell"]], lw=1.3,
-                        label=f"{r['cell']} (T={_length(r)})")
+            with np.errstate(all="ignore"):
+                y_T = np.nanmean(mean[m], axis=0)
+            zeros += log_curve(ax, y_T, colors[r["cell"]], lw=1.3,
+                               label=f"{r['cell']} (T={_length(r)})")
             ax.set_title(f"{task}: {when} (step {int(g['steps'][m])})", fontsize=9)
     for ax in axes:
+        ax.set_yscale("log")
         ax.set_xlabel("t")
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel(f"||dL/d{layer.split('/')[-1]}_t|| ({layer}, seed mean)")
     handles, labels = axes[1].get_legend_handles_labels()
     uniq = dict(zip(labels, handles, strict=True))
+    if zeros:
+        handle, label = zero_legend_entry()
+        uniq[label] = handle
     axes[1].legend(uniq.values(), uniq.keys(), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -380,35 +498,45 @@ PRIMARY_METRIC = {"copy": "accuracy", "adding": "mse", "temporal_order": "accura
                   "selective_copy": "accuracy", "associative_recall": "accuracy"}
 
 
-def make_report(path: Path, out: Path | None = None) -> dict[str, Path]:
+def make_report(path: Path, out: Path | None = None, html: bool = False) -> dict[str, Path]:
+    """Writes ``results.csv``, ``report.md``, the figures and, with ``html``,
+    ``report.html`` (:func:`html_report`) into ``out``; returns ``{name: path}``."""
     path = Path(path)
     out = Path(out) if out is not None else (path if path.is_dir() else path.parent)
     out.mkdir(parents=True, exist_ok=True)
-    df = results_table(find_runs(path))
+    df = results_table(find_runs(path), root=path)
     written = {"results": out / "results.csv", "report": out / "report.md"}
     df.to_csv(written["results"], index=False)
-    figures = {}
-    for name, g in forecast_groups(df):
+    figures: dict[str, list[str]] = {}
+    groups = forecast_groups(df)
+    for name, g in groups:
         p = out / f"forecast_{_slug(name)}.png"
         if best_forecast_figure(name, g, p):
             written[f"forecast_{_slug(name)}"] = p
-            figures[name] = p.name
-    written["report"].write_text(markdown(df, figures))
+            figures.setdefault(name, []).append(p.name)
     forecasts = forecast_runs(df)
     for task in sorted(df["task"].dropna().unique()):
         if task in set(forecasts["task"]):  # one gradient figure per data set
-            for name, g in forecast_groups(df):
+            for name, g in groups:
                 p = out / f"gradient_flow_{task}_{_slug(name)}.png"
                 if gradient_flow_figure(g, task, p):
                     written[f"gradient_flow_{task}_{_slug(name)}"] = p
+                    figures.setdefault(name, []).append(p.name)
             continue
         p = out / f"gradient_flow_{task}.png"
         if gradient_flow_figure(df, task, p):
             written[f"gradient_flow_{task}"] = p
+            figures.setdefault(f"task:{task}", []).append(p.name)
         metric = PRIMARY_METRIC.get(task, "loss")
         p = out / f"metric_vs_length_{task}.png"
         if metric_vs_length_figure(df, task, p, metric):
             written[f"metric_vs_length_{task}"] = p
+            figures.setdefault(f"task:{task}", []).append(p.name)
+    text = markdown(df, figures)
+    written["report"].write_text(text)
+    if html:
+        written["html"] = out / "report.html"
+        written["html"].write_text(html_report(text, out, title=f"rnnlab report: {path}"))
     return written
 
 
@@ -424,6 +552,9 @@ def _wandb_api_key() -> str | None:
     return auth[2] if auth else None
 
 
+PUBLISH_TIMEOUT = 15.0  # seconds to wait for the W&B server when publishing
+
+
 def publish(written: dict[str, Path], project: str = "rnnlab") -> str:
     """Publishes the report's figures and table to W&B when it is online; otherwise says why
     it skipped, without touching the network."""
@@ -434,8 +565,10 @@ def publish(written: dict[str, Path], project: str = "rnnlab") -> str:
     try:
         import wandb
 
+        print(f"[rnnlab] W&B online: contacting the server to publish the report (waiting at "
+              f"most {PUBLISH_TIMEOUT:g} s)", file=sys.stderr, flush=True)
         run = wandb.init(project=project, job_type="report", mode="online",
-                         settings=wandb.Settings(init_timeout=30, silent=True))
+                         settings=wandb.Settings(init_timeout=PUBLISH_TIMEOUT, silent=True))
         run.log({name: wandb.Image(str(p)) for name, p in written.items()
                  if p.suffix == ".png"})
         run.log({"results": wandb.Table(dataframe=pd.read_csv(written["results"]))})
@@ -452,9 +585,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", type=Path, help="a run folder or a folder above run folders")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: path)")
     parser.add_argument("--publish", action="store_true", help="also publish to W&B if online")
+    parser.add_argument("--html", action="store_true",
+                        help="also write report.html: one self-contained page (figures "
+                             "embedded, sortable tables; no network, no server)")
     args = parser.parse_args(argv)
     try:
-        written = make_report(args.path, args.out)
+        written = make_report(args.path, args.out, html=args.html)
     except FileNotFoundError as err:
         print(f"rnnlab.report: {err}", file=sys.stderr)
         return 2

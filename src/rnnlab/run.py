@@ -5,7 +5,8 @@
     python -m rnnlab.run -m +experiment=memory_horizon_cpu
 
 Each job trains all ``train.num_seeds`` seeds of its config in one compiled program and writes
-its run folder (Hydra's output folder; see :mod:`rnnlab.logging`).
+its run folder (Hydra's output folder; see :mod:`rnnlab.logging`), and a copy of what it
+prints into ``run.log`` there.
 
 Exit status: 0 when everything ran; 2 when a value cannot run (one line names the field, the
 value and what is accepted; nothing is written); 1 when a run failed while training, or when
@@ -14,7 +15,10 @@ job records its error in its run folder, and the sweep folder gets ``sweep.csv``
 (see :mod:`rnnlab.jobs`). ``HYDRA_FULL_ERROR=1`` shows tracebacks.
 """
 
+import contextlib
+import io
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -29,8 +33,53 @@ from rnnlab.loop import Interrupted, execute, summary_line
 register_configs()
 
 
+class _Tee(io.TextIOBase):
+    """Writes to the console stream and appends to ``run.log``; progress-bar updates (``\r``
+    redraws, terminal escapes) reach the console only."""
+
+    def __init__(self, stream, log):
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        n = self.stream.write(text)
+        if "\r" not in text and "\x1b" not in text:
+            self.log.write(text)
+            self.log.flush()
+        return n
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    @property
+    def encoding(self):
+        return getattr(self.stream, "encoding", "utf-8")
+
+
+@contextlib.contextmanager
+def console_to_run_log(run_dir: str | Path):
+    """Copies what the job prints (stdout and stderr) into ``RUN_DIR/run.log`` (appended
+    beside the warnings Hydra's log handler writes there)."""
+    path = Path(run_dir) / "run.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as log:
+        out, err = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)
+        try:
+            yield path
+        finally:
+            sys.stdout, sys.stderr = out, err
+
+
 @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
 def _main(cfg: DictConfig) -> float | None:
+    with console_to_run_log(HydraConfig.get().runtime.output_dir):
+        return _job(cfg)
+
+
+def _job(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     run_dir = hc.runtime.output_dir
     sweep = hc.mode == RunMode.MULTIRUN

@@ -14,6 +14,7 @@ seed mean with the band between its best and worst seed, and the naive (last val
 """
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,9 @@ def forecast_figure(series: dict[str, Any], path: str | Path, *, title: str,
     ax.set_ylabel(series.get("target", "value"))
     ax.set_xlabel("test span" + (f" (step h={step} of each window)" if
                                  actual_NxH.shape[1] > 1 else ""))
-    ax.set_title(title, fontsize=9)
+    # wrapped to the figure's width (about 0.6 em per character of DejaVu Sans at 9 pt)
+    ax.set_title("\n".join(textwrap.fill(line, 100) for line in title.split("\n")),
+                 fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.autofmt_xdate()

@@ -19,8 +19,9 @@ variance, that of the sum of two independent U(0, 1) values: ``2/12 = 1/6 ≈ 0.
 ``solved_fraction`` is ``P(|S - 1| < 0.04) = 2·0.04 - 0.04² = 0.0784`` (the triangular density
 of the sum is ``1 - |s - 1|``).
 
-Solved: ``solved_fraction >= 0.99``. When only the MSE was recorded, ``mse < 0.01`` (a tenth of
-the baseline's RMS error, roughly) stands in as the secondary check.
+Solved: ``solved_fraction >= 0.99``. When only the MSE was recorded, ``mse < 0.01`` stands in
+as the secondary check: an RMS error of 0.1, about a quarter of the baseline's
+``sqrt(1/6) ≈ 0.41``.
 """
 
 import dataclasses
