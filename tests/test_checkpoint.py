@@ -186,3 +186,32 @@ def test_checkpoint_of_another_layout_is_refused(tmp_path):
     finally:
         ckpt.close()
     assert os.path.isdir(tmp_path / "checkpoints")
+
+
+def test_stop_signal_checkpoints_then_hands_over_to_the_previous_handler(tmp_path):
+    """What submitit relies on: after the checkpoint, its own handler (here a stand-in that
+    records the call) gets the signal, so it can requeue the job."""
+    from rnnlab.logging import LocalSink, Logger
+    from rnnlab.loop import Interrupted, StopSignals, fit
+
+    cfg = compose([*TINY, "train.steps=8"])
+    trainer = make_train(cfg)
+    keys = jax.vmap(jax.random.key)(np.arange(2))
+    calls = []
+    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: calls.append(signum))
+    logger = Logger([LocalSink(tmp_path, plots=False)])
+    logger.start({}, {})
+    ckpt = Checkpoints(tmp_path)
+    try:
+        with StopSignals() as stop:
+            stop.received = signal.SIGUSR2  # as if the signal arrived during the first chunk
+            with pytest.raises(Interrupted, match="SIGUSR2"):
+                fit(trainer, keys, logger, [0, 1], gradients_every=None, progress=False,
+                    checkpoints=ckpt, checkpoint_every=None, stop=stop)
+        assert calls == [signal.SIGUSR2]
+        assert ckpt.steps() == [2]  # the chunk in flight finished, then the checkpoint
+    finally:
+        ckpt.close()
+        signal.signal(signal.SIGUSR2, previous)
+    events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert events == [{"event": "interrupted", "step": 2, "signal": "SIGUSR2"}]

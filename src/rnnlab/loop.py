@@ -590,16 +590,18 @@ def _execute(cfg, run_dir: Path, trainer: Trainer) -> dict[str, Any]:
             logger.rewind(host["logger"], host["loop"]["step"])
             logger.event("resumed", step=host["loop"]["step"])
         g = cfg.gradients
+        sharding = seed_sharding(cfg)
         with StopSignals() as stop:
             state, ev, fit_info = fit(
                 trainer, keys, logger, seeds,
                 gradients_every=(g.every if g.enabled else None),
                 patience=cfg.train.early_stopping_patience, progress=cfg.logger.progress,
                 divergence_factor=cfg.train.divergence_factor, checkpoints=checkpoints,
-                checkpoint_every=every, resume=resume, sharding=seed_sharding(cfg), stop=stop)
+                checkpoint_every=every, resume=resume, sharding=sharding, stop=stop)
         summary = summarize(cfg, trainer, seeds, ev, fit_info, gradient_summary(logger))
         summary["main_metric"] = {"name": trainer.task.main_metric,
                                   "maximize": trainer.task.maximize}
+        summary["devices"] = 1 if sharding is None else len(sharding.mesh.devices)
         summary.update(trainer.task.final_report(trainer, state, fit_info["alive"]))
     except Exception as err:
         interrupted = isinstance(err, Interrupted)
