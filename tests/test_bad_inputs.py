@@ -57,6 +57,8 @@ CLI_CASES = [
     (["train.checkpoint_every=-2"], ["train.checkpoint_every", ">= 0", "got -2"]),
     (["train.checkpoint_keep=0"], ["train.checkpoint_keep", ">= 1", "got 0"]),
     (["train.devices=5"], ["train.devices", "<= 1", "local devices: 1", "got 5"]),
+    (["train.compilation_cache=/proc/forbidden"], ["train.compilation_cache",
+                                                    "/proc/forbidden", "null"]),
     (["train.divergence_factor=0.5"], ["train.divergence_factor", "> 1.0", "got 0.5"]),
     (["train.seed=-1"], ["train.seed", ">= 0", "got -1"]),
     (["model.dropout=1.0"], ["model.dropout", "[0.0, 1.0)", "got 1.0"]),

@@ -215,3 +215,15 @@ def test_stop_signal_checkpoints_then_hands_over_to_the_previous_handler(tmp_pat
         signal.signal(signal.SIGUSR2, previous)
     events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert events == [{"event": "interrupted", "step": 2, "signal": "SIGUSR2"}]
+
+
+def test_compilation_cache_setting_reaches_jax(tmp_path):
+    from rnnlab.jobs import use_compilation_cache
+
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        use_compilation_cache(compose([f"train.compilation_cache={tmp_path}/cache"]))
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "cache")
+        assert (tmp_path / "cache").is_dir()
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)

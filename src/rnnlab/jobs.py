@@ -160,6 +160,27 @@ def remove_if_only_hydra(run_dir: Path) -> None:
         pass
 
 
+# ---- the persistent compilation cache ------------------------------------------------------------
+def use_compilation_cache(cfg) -> None:
+    """Points JAX's persistent compilation cache at ``train.compilation_cache`` (null: off), so
+    that a program of the same shapes is compiled once and reused by later runs and by the
+    other jobs of a sweep. JAX reads the setting when it compiles its first program, so this
+    runs before anything is built."""
+    import jax
+
+    path = OmegaConf.select(cfg, "train.compilation_cache", default=None)
+    if not path:
+        return
+    path = Path(os.path.expanduser(str(path)))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"train.compilation_cache={str(path)!r} cannot be created ({err}); "
+                          "choose a writable folder, or null to turn the cache off") from None
+    if jax.config.jax_compilation_cache_dir != str(path):
+        jax.config.update("jax_compilation_cache_dir", str(path))
+
+
 # ---- single runs: build before anything is written ---------------------------------------------
 def job_config(config: DictConfig) -> DictConfig:
     """The job's config as the task function receives it (without the ``hydra`` node)."""
@@ -185,6 +206,7 @@ class RunCallback(Callback):
 
         cfg = job_config(config)
         try:
+            use_compilation_cache(cfg)
             trainer = build(cfg)
             check_run_dir(Path(config.hydra.run.dir))
         except ConfigError as err:
@@ -193,6 +215,12 @@ class RunCallback(Callback):
             print(f"[rnnlab] error: {err}", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT)
         _state["prebuilt"] = (OmegaConf.to_yaml(cfg), trainer)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            use_compilation_cache(job_config(config))
+        except ConfigError:
+            pass  # each job reports it
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

@@ -88,6 +88,7 @@ def _job(cfg: DictConfig) -> float | None:
               f"{run_dir}")
         return jobs.main_metric(run_dir)
     try:
+        jobs.use_compilation_cache(cfg)  # in a launcher's worker process too
         summary = execute(cfg, run_dir, trainer=jobs.prebuilt(cfg))
     except Exception as err:
         if jobs.full_errors() and not sweep:
