@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from rnnlab import jobs
 from rnnlab.checks import ConfigError
 from rnnlab.config import config_dir, register_configs
+from rnnlab.launchers import check_overrides
 from rnnlab.loop import execute, summary_line
 
 register_configs()
@@ -63,6 +64,10 @@ def _main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     jobs.reset()
+    refused = check_overrides(sys.argv[1:])  # before Hydra: its message for these is long
+    if refused:
+        print(f"[rnnlab] error: {refused}", file=sys.stderr)
+        sys.exit(jobs.EXIT_BAD_INPUT)
     _main()
     if jobs.exit_code():
         sys.exit(jobs.exit_code())
