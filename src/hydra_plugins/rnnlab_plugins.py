@@ -4,6 +4,7 @@ Each class exists only when its plugin is installed (``pip install "rnnlab[clust
 shared logic is in :mod:`rnnlab.launchers`.
 """
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,9 @@ if importable("hydra_plugins.hydra_optuna_sweeper"):
         OptunaSweeper as _PluginOptunaSweeper,
     )
 
+    # optuna imports alembic, whose import logs INFO lines into the sweep's console
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
     class OptunaSweeper(_PluginOptunaSweeper):
         """hydra-optuna-sweeper (``hydra/sweeper=optuna``) with rnnlab's objective.
 
@@ -119,18 +123,49 @@ if importable("hydra_plugins.hydra_optuna_sweeper"):
             self.sweeper.direction = self.direction
             self.sweep_dir = Path(str(config.hydra.sweep.dir))
 
+        def _check_choices(self, override) -> None:
+            """Composes the config with each value of a choice sweep, so that a value that does
+            not compose (``cell=choice(lstm,lstn)``) stops the study before any trial runs,
+            not when a trial draws it."""
+            from hydra.errors import HydraException
+            from omegaconf.errors import OmegaConfBaseException
+
+            key = override.get_key_element()
+            loader = self.sweeper.hydra_context.config_loader
+            for value in override.sweep_string_iterator():
+                try:
+                    loader.load_sweep_config(self.sweeper.config, [f"{key}={value}"])
+                except (HydraException, OmegaConfBaseException) as err:
+                    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                    refuse(f"{key}={value} in {override.input_line} does not compose: {first}")
+
         def sweep(self, arguments: list[str]) -> None:
             from hydra.core.override_parser.overrides_parser import OverridesParser
 
+            parser = OverridesParser.create()
+            # a parameter fixed on the command line leaves the preset's search space here, not
+            # after the plugin has built a GridSampler from it (which then fails on intervals)
+            fixed = {o.get_key_element() for o in parser.parse_overrides(arguments)
+                     if not o.is_sweep_override()}
+            if self.sweeper.params:
+                self.sweeper.params = {k: v for k, v in self.sweeper.params.items()
+                                       if k not in fixed}
             params = [f"{k}={v}" for k, v in (self.sweeper.params or {}).items()]
-            for override in OverridesParser.create().parse_overrides([*params, *arguments]):
+            for override in parser.parse_overrides([*params, *arguments]):
                 if override.get_key_element() == "task" and override.is_sweep_override():
                     refuse(f"hydra/sweeper=optuna cannot sweep task ({override.input_line}): "
                            "one study optimises one task's main metric; run one study per task")
+                if override.is_choice_sweep():
+                    self._check_choices(override)
             try:
                 self.sweeper.sweep(arguments)
             except ValueError as err:  # Optuna's study.best_trial when no trial completed
                 if "No trials are completed yet" not in str(err):
+                    raise
+            except RuntimeError as err:
+                # the plugin tells a failed trial outside its guard for GridSampler's
+                # study.stop(), raised once every grid point has been tried: the study is over
+                if "Study.stop" not in str(err):
                     raise
             best = write_best(self.sweep_dir, self.direction, self.metric)
             if best is None:
