@@ -215,7 +215,7 @@ for args, cwd in json.loads(sys.argv[1]):
         except SystemExit as stop:
             code = stop.code
     results.append({"code": code, "out": out.getvalue(), "err": err.getvalue(),
-                    "left": sorted(os.listdir(cwd))})
+                    "left": sorted(os.listdir(cwd)), "cwd": cwd})
 print(json.dumps(results))
 """
 
@@ -295,10 +295,15 @@ BAD_SETTINGS = [  # (plugin preset, arguments, fragments of the message)
 ]
 
 
+NOT_COMPOSING = ["basic", "joblib", "submitit_local"]  # -m cell=lstm,lstn with each launcher
+
+
 @pytest.fixture(scope="module")
 def bad_settings(tmp_path_factory):
     cases = [(["-m", f"{group}={name}", *args], tmp_path_factory.mktemp("case"))
              for (group, name), args, _ in BAD_SETTINGS]
+    cases += [(["-m", f"hydra/launcher={name}", "cell=lstm,lstn", "hydra.sweep.dir=sweep"],
+               tmp_path_factory.mktemp("case")) for name in NOT_COMPOSING]
     return run_blocked(cases, [])
 
 
@@ -307,6 +312,20 @@ def bad_settings(tmp_path_factory):
 def test_bad_launcher_and_sweeper_settings_are_refused_before_any_job(i, bad_settings):
     _need(*BAD_SETTINGS[i][0])
     _assert_one_line(bad_settings[i], BAD_SETTINGS[i][2])
+
+
+@pytest.mark.parametrize("i, name", list(enumerate(NOT_COMPOSING)), ids=NOT_COMPOSING)
+def test_an_override_that_does_not_compose_stops_the_sweep_before_any_job(i, name,
+                                                                          bad_settings):
+    """What the README states: Hydra composes every job first, prints its error, exits with
+    status 1, and the sweep folder holds only multirun.yaml (no job folder)."""
+    _need("hydra/launcher", name)
+    result = bad_settings[len(BAD_SETTINGS) + i]
+    assert result["code"] == 1, result
+    assert "Could not find 'cell/lstn'" in result["err"] and "\tgru" in result["err"]
+    assert "Traceback" not in result["err"]
+    assert result["left"] == ["sweep"]
+    assert sorted(os.listdir(Path(result["cwd"]) / "sweep")) == ["multirun.yaml"]
 
 
 # ---- real sweeps (slow) -------------------------------------------------------------------------

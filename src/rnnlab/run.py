@@ -12,6 +12,12 @@ value and what is accepted; nothing is written); 1 when a run failed while train
 any job of a sweep failed. In a sweep (``-m``) every job runs whatever the others do; a failed
 job records its error in its run folder, and the sweep folder gets ``sweep.csv``/``sweep.md``
 (see :mod:`rnnlab.jobs`). ``HYDRA_FULL_ERROR=1`` shows tracebacks.
+
+Sweeps run with any Hydra launcher or sweeper preset (``hydra/launcher=joblib``,
+``submitit_local``, ``submitit_slurm``, ``hydra/sweeper=optuna``; see :mod:`rnnlab.launchers`).
+An unknown one, or one whose plugin is not installed, is refused before Hydra runs (status 2).
+The value a job returns, its task's main held-out metric (mean over seeds; None when the job
+failed), is the objective of the Optuna sweeper.
 """
 
 import sys
