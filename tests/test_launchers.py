@@ -403,3 +403,24 @@ def test_optuna_study_survives_a_failed_trial_and_records_the_best(tmp_path):
     assert "optim.learning_rate=0.01" in best.overrides
     assert best.config.optim.learning_rate == 0.01 and best.config.model.dropout == 0
     assert "Traceback" not in err
+
+
+def test_optuna_study_where_every_trial_fails_ends_cleanly(tmp_path):
+    """No trial finishes (every learning rate is refused; nothing compiles): no traceback,
+    best.yaml says so, every trial is in sweep.csv, and the sweep exits with status 1."""
+    _need("hydra/sweeper", "optuna")
+    env = {**os.environ, "WANDB_SILENT": "true"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.run([sys.executable, "-m", "rnnlab.run", "-m", "hydra/sweeper=optuna",
+                           "hydra/sweeper/sampler=random", "hydra.sweeper.n_trials=2",
+                           "optim.learning_rate=choice(-1.0,-2.0)", "cell.hidden_size=8",
+                           "model.dropout=0", "logger.wandb.mode=disabled",
+                           f"hydra.sweep.dir={tmp_path}/sweep"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    best = OmegaConf.load(tmp_path / "sweep" / "best.yaml")
+    assert best.value is None and best.job is None and best.direction == "maximize"
+    table = pd.read_csv(tmp_path / "sweep" / "sweep.csv")
+    assert list(table.status) == ["failed", "failed"]
+    assert all("optim.learning_rate must be a finite number > 0.0" in e for e in table.error)
