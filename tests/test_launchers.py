@@ -143,6 +143,8 @@ def test_jax_memory_env_splits_the_gpu(concurrent, fraction, expected):
     (0, None, "jobs at once must be an int >= 1; got 0"),
     (2, 0.0, r"gpu_memory_fraction must be in \(0, 1\] or null; got 0.0"),
     (2, 1.5, "got 1.5"),
+    (2, "half", "got 'half'"),
+    (2, True, "got True"),
 ])
 def test_jax_memory_env_refuses_bad_values(concurrent, fraction, match):
     with pytest.raises(ValueError, match=match):

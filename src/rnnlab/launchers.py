@@ -18,7 +18,7 @@ holds what they share, and what runs before Hydra.
 :func:`check_overrides` refuses an unknown preset, or one whose plugin is not installed, before
 Hydra runs (one line naming the extra to install, exit status 2, nothing written).
 :func:`register_presets` makes the presets the only configs of those names (the plugins store
-their own, untyped by our defaults, under the same names).
+their own configs under the same names).
 
 Jobs that share a GPU: JAX preallocates 75% of a GPU's memory in each process by default, so a
 second process on the same GPU runs out of memory. The launchers that run jobs side by side on
@@ -31,7 +31,6 @@ environment of the command, or set with ``hydra.job.env_set.NAME=...``, is left 
 """
 
 import importlib.util
-import logging
 import math
 import os
 import re
@@ -42,8 +41,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab import jobs
-
-log = logging.getLogger(__name__)
 
 EXTRA = "cluster"  # pip install "rnnlab[cluster]" installs every plugin below
 GROUPS = {"hydra/launcher": "launcher", "hydra/sweeper": "sweeper"}
@@ -96,7 +93,7 @@ def check_overrides(args: list[str]) -> str | None:
     """The error for a ``hydra/launcher=NAME`` or ``hydra/sweeper=NAME`` among the command-line
     arguments ``args`` that cannot run: an unknown NAME (the message lists the choices), or a
     preset whose plugin is missing (the message names the extra to install). None when all is
-    well. Pure: nothing is written."""
+    well. Writes nothing."""
     for arg in args:
         match = _OVERRIDE.match(arg)
         if match is None:
@@ -163,10 +160,12 @@ def jax_memory_env(concurrent: int, gpu_memory_fraction: float | None = None,
     if gpu_memory_fraction is None:
         fraction = math.floor(1000 * GPU_MEMORY_SHARED / concurrent) / 1000
     else:
-        fraction = float(gpu_memory_fraction)
-        if not 0.0 < fraction <= 1.0:
+        number = (isinstance(gpu_memory_fraction, int | float)
+                  and not isinstance(gpu_memory_fraction, bool))
+        if not number or not 0.0 < gpu_memory_fraction <= 1.0:
             raise ValueError(f"gpu_memory_fraction must be in (0, 1] or null; "
                              f"got {gpu_memory_fraction!r}")
+        fraction = float(gpu_memory_fraction)
     return {"XLA_PYTHON_CLIENT_PREALLOCATE": "true" if preallocate else "false",
             "XLA_PYTHON_CLIENT_MEM_FRACTION": f"{fraction:g}"}
 
