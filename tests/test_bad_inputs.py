@@ -79,6 +79,11 @@ CLI_CASES = [
     (["task.length=0"], ["copy task", "length", "got 0"]),
     (["task=adding", "task.length=1"], ["adding task", "length", "got 1"]),
     (["task=temporal_order", "task.num_relevant=4"], ["num_relevant", "4"]),
+    # launchers and sweepers (plugin presets whose plugin is missing: tests/test_launchers.py)
+    (["-m", "hydra/launcher=jobllib"], ["hydra/launcher=jobllib", "no such launcher",
+                                        "joblib", "submitit_slurm"]),
+    (["-m", "hydra/sweeper=optuna_tpe"], ["hydra/sweeper=optuna_tpe", "no such sweeper",
+                                          "optuna"]),
 ]
 
 SMALL = ["train.steps=2", "train.log_every=2", "logger.progress=false",

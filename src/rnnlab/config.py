@@ -164,6 +164,9 @@ def register_configs() -> None:
         for preset in sorted(exp.glob("*/config.yaml")):
             node = OmegaConf.load(preset)
             cs.store(group="experiment", name=preset.parent.name, node=node, package="_global_")
+    from rnnlab.launchers import register_presets
+
+    register_presets()  # conf/hydra/{launcher,sweeper}/*.yaml over the plugins' own configs
 
 
 def compose(overrides: list[str] | None = None) -> DictConfig:

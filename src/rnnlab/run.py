@@ -13,6 +13,12 @@ value and what is accepted; nothing is written); 1 when a run failed while train
 any job of a sweep failed. In a sweep (``-m``) every job runs whatever the others do; a failed
 job records its error in its run folder, and the sweep folder gets ``sweep.csv``/``sweep.md``
 (see :mod:`rnnlab.jobs`). ``HYDRA_FULL_ERROR=1`` shows tracebacks.
+
+Sweeps run with any Hydra launcher or sweeper preset (``hydra/launcher=joblib``,
+``submitit_local``, ``submitit_slurm``, ``hydra/sweeper=optuna``; see :mod:`rnnlab.launchers`).
+An unknown one, or one whose plugin is not installed, is refused before Hydra runs (status 2).
+The value a job returns, its task's main held-out metric (mean over seeds; None when the job
+failed), is the objective of the Optuna sweeper.
 """
 
 import contextlib
@@ -28,6 +34,7 @@ from omegaconf import DictConfig
 from rnnlab import jobs
 from rnnlab.checks import ConfigError
 from rnnlab.config import config_dir, register_configs
+from rnnlab.launchers import check_overrides
 from rnnlab.loop import Interrupted, execute, summary_line
 
 register_configs()
@@ -119,6 +126,10 @@ def _job(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     jobs.reset()
+    refused = check_overrides(sys.argv[1:])  # before Hydra: its message for these is long
+    if refused:
+        print(f"[rnnlab] error: {refused}", file=sys.stderr)
+        sys.exit(jobs.EXIT_BAD_INPUT)
     _main()
     if jobs.exit_code():
         sys.exit(jobs.exit_code())
