@@ -59,6 +59,8 @@ CLI_CASES = [
     (["train.devices=5"], ["train.devices", "<= 1", "local devices: 1", "got 5"]),
     (["train.compilation_cache=/proc/forbidden"], ["train.compilation_cache",
                                                     "/proc/forbidden", "null"]),
+    (["cell.forget_bias=nan"], ["cell.forget_bias", "finite", "nan"]),
+    (["logger.wandb.init_timeout=0"], ["logger.wandb.init_timeout", "> 0", "got 0"]),
     (["train.divergence_factor=0.5"], ["train.divergence_factor", "> 1.0", "got 0.5"]),
     (["train.seed=-1"], ["train.seed", ">= 0", "got -1"]),
     (["model.dropout=1.0"], ["model.dropout", "[0.0, 1.0)", "got 1.0"]),

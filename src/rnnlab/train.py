@@ -340,6 +340,8 @@ def validate(cfg) -> None:
     from rnnlab.logging import WANDB_MODES
 
     check_choice("logger.wandb.mode", cfg.logger.wandb.mode, WANDB_MODES)
+    check_number("logger.wandb.init_timeout", cfg.logger.wandb.init_timeout, 0.0,
+                 low_open=True, optional=True, why=" (seconds)")
 
 
 def make_train(cfg) -> Trainer:

@@ -30,6 +30,7 @@ Example::
 """
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -60,6 +61,10 @@ class LSTM(Cell):
         super().__post_init__()
         activation(self.activation, "cell.activation")
         activation(self.recurrent_activation, "cell.recurrent_activation")
+        if (isinstance(self.forget_bias, bool) or not isinstance(self.forget_bias, int | float)
+                or not math.isfinite(self.forget_bias)):
+            raise ValueError(f"cell.forget_bias must be a finite number; got "
+                             f"{self.forget_bias!r}")
 
     def init(self, key: jax.Array, input_size: int) -> Params:
         params = self._dense_params(key, input_size)
