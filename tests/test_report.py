@@ -1,6 +1,7 @@
 """The report command on a small sweep, and the matched parameter budget."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,9 @@ import pandas as pd
 import pytest
 
 from rnnlab import report
+from rnnlab.checks import ConfigError
 from rnnlab.config import compose
+from rnnlab.jobs import record_failed_job
 from rnnlab.loop import execute
 from rnnlab.train import make_train, param_count
 
@@ -24,8 +27,9 @@ def sweep(tmp_path_factory):
     for i, cell in enumerate(["lstm", "rnn"]):
         execute(compose([f"cell={cell}", *TINY]), root / f"{i}_copy_{cell}")
     bad = root / "2_copy_gru"
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError) as err:  # refused before anything is written ...
         execute(compose(["cell=gru", *TINY, "task.length=0"]), bad)
+    record_failed_job(bad, err.value)  # ... and recorded as the command line does in a sweep
     return root
 
 
@@ -44,6 +48,16 @@ def test_report_tables_and_figures(sweep, tmp_path):
     assert "| lstm | 2 |" in md and "| rnn | 2 |" in md and "| baseline |" in md  # T = length
     assert "length must be an int >= 1; got 0" in md
     assert written["gradient_flow_copy"].stat().st_size > 0
+
+
+def test_report_of_a_partial_sweep_lists_the_jobs_without_a_summary(sweep, tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(sweep, partial)
+    (partial / "3_copy_rnn" / ".hydra").mkdir(parents=True)  # started, never finished
+    written = report.make_report(partial, tmp_path / "out")
+    md = written["report"].read_text()
+    assert "## Jobs without a summary" in md and "3_copy_rnn" in md
+    assert sorted(pd.read_csv(written["results"])["status"]) == ["failed", "ok", "ok"]
 
 
 def test_report_cli_errors_on_an_empty_folder(tmp_path, capsys):

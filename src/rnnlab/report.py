@@ -58,6 +58,13 @@ RUN_FIELDS = (("model", ("param_budget", "num_layers", "bidirectional", "dropout
               ("train", ("steps", "batch_size", "early_stopping_patience")))
 
 
+def unfinished_jobs(path: Path) -> list[Path]:
+    """Job folders (Hydra's ``.hydra/`` inside) at or below ``path`` without a
+    ``summary.json``: still running, or killed."""
+    return sorted(p.parent for p in Path(path).rglob(".hydra")
+                  if p.is_dir() and not (p.parent / "summary.json").exists())
+
+
 def find_runs(path: Path) -> list[Path]:
     """Run folders (those with a ``summary.json``) at or below ``path``, sorted."""
     path = Path(path)
@@ -533,6 +540,11 @@ def make_report(path: Path, out: Path | None = None, html: bool = False) -> dict
             written[f"metric_vs_length_{task}"] = p
             figures.setdefault(f"task:{task}", []).append(p.name)
     text = markdown(df, figures)
+    unfinished = unfinished_jobs(path)
+    if unfinished:
+        text += ("\n## Jobs without a summary\n\nStill running, or killed before they ended "
+                 "(rerun the sweep into its folder to resume them):\n\n"
+                 + "".join(f"- `{p}`\n" for p in unfinished))
     written["report"].write_text(text)
     if html:
         written["html"] = out / "report.html"
