@@ -92,11 +92,11 @@ class RunDirLock:
             self.file = None
 
 
-def check_run_dir(run_dir: Path, *, resume: bool = False) -> None:
-    """Refuses a folder that holds a finished run (its ``summary.json``) unless resuming, or
-    that a live run holds. Writes nothing when the folder does not exist."""
+def check_run_dir(run_dir: Path) -> None:
+    """Refuses a folder that holds a finished run (:func:`finished`), or that a live run
+    holds. Writes nothing when the folder does not exist."""
     run_dir = Path(run_dir)
-    if not resume and finished(run_dir):
+    if finished(run_dir):
         raise ConfigError(f"run folder {run_dir} already holds a finished run ({SUMMARY}); "
                           "choose another folder (hydra.run.dir=...) or remove that one")
     if (run_dir / LOCK_NAME).exists():
@@ -133,9 +133,9 @@ def main_metric(run_dir: Path) -> float | None:
     return None if math.isnan(row["mean"]) else row["mean"]
 
 
-def claim_run_dir(run_dir: Path, *, resume: bool = False) -> RunDirLock:
+def claim_run_dir(run_dir: Path) -> RunDirLock:
     """:func:`check_run_dir`, then the folder's lock (released by the caller)."""
-    check_run_dir(run_dir, resume=resume)
+    check_run_dir(run_dir)
     return RunDirLock(run_dir).acquire()
 
 

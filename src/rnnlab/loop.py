@@ -241,9 +241,7 @@ def fit(trainer: Trainer, keys: jax.Array, logger: Logger, seeds: list[int], *,
     wall = train_seconds()
     if patience is not None:
         state = best_state
-        ev = _host(evaluate(state))
-    else:
-        ev = _host(evaluate(state))
+    ev = _host(evaluate(state))  # also after a resumption that had nothing left to train
     info = {"steps_run": step, "alive": alive, "stopped_early": stopped_early,
             "divergence": divergence,
             "best_step": best_step if patience is not None else None,
