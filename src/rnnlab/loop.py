@@ -5,6 +5,7 @@ checks and early stopping between chunks.
 ``execute(cfg, run_dir)`` is what ``python -m rnnlab.run`` calls for each job.
 """
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -221,7 +222,14 @@ def execute(cfg, run_dir: str | Path) -> dict[str, Any]:
             gradients_every=(g.every if g.enabled else None),
             patience=cfg.train.early_stopping_patience, progress=cfg.logger.progress)
         summary = summarize(cfg, trainer, seeds, ev, fit_info, gradient_summary(logger))
-        summary.update(trainer.task.final_report(trainer, state, fit_info["alive"]))
+        def refit(task):  # the same config and seeds on another task (a forecast fold)
+            again = dataclasses.replace(trainer, task=task)
+            st, _, inf = fit(again, seed_keys(cfg), Logger([]), seeds, gradients_every=None,
+                             patience=cfg.train.early_stopping_patience, progress=False)
+            return again, st, inf["alive"]
+
+        summary.update(trainer.task.final_report(trainer, state, fit_info["alive"],
+                                                 refit=refit))
     except Exception as err:
         summary = {"status": "failed", "error": f"{type(err).__name__}: {err}",
                    "title": run_dir.name}
