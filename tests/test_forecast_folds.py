@@ -72,6 +72,38 @@ def test_fold_windows_scaler_and_baselines_by_row_index(transform):
         forecast.prepare(series, lookback=5, horizon=2, folds=3, fold=3)
 
 
+def test_each_fold_fits_its_baselines_on_its_training_rows_only():
+    n = 120
+    t = np.arange(n, dtype=np.float64)
+    y = 20 + 0.3 * t + np.sin(t / 2) + 0.2 * np.random.default_rng(1).standard_normal(n)
+    spoiled = y.copy()
+    spoiled[100] += 1000.0  # in the test span [96, 120), blocks [96, 104), [104, 112), [112,
+    # 120): a target of fold 0, and history (an input) for the later windows of every fold
+
+    def fold_data(values, k):
+        frame = pd.DataFrame({"value": values}, index=pd.RangeIndex(n, name="step"))
+        return forecast.prepare(forecast.Series("s", frame, "value", ("value",), None, 1),
+                                lookback=6, horizon=1, folds=3, fold=k, ar_order=3)
+
+    for k in range(3):
+        clean, dirty = fold_data(y, k), fold_data(spoiled, k)
+        assert clean.spans == dirty.spans and clean.spans.train_end <= 100
+        np.testing.assert_array_equal(clean.scaler.shift, dirty.scaler.shift)
+        np.testing.assert_array_equal(clean.scaler.scale, dirty.scaler.scale)
+        a, b = clean.baseline_forecasts("test"), dirty.baseline_forecasts("test")
+        before = clean.origins["test"] <= 100  # windows whose inputs precede the outlier
+        for name in a:
+            np.testing.assert_array_equal(a[name][before], b[name][before], err_msg=name)
+        np.testing.assert_array_equal(a["mean"], b["mean"])  # a fitted constant
+        last_c, last_d = clean.anchors("test")[:, None], dirty.anchors("test")[:, None]
+        np.testing.assert_allclose(a["drift"] - last_c, b["drift"] - last_d)  # fitted slope
+        # has teeth: every fold sees the outlier (a test target of fold 0, a validation row
+        # of folds 1 and 2), yet no fit moved
+        assert clean.spans.train_end <= 100 < clean.spans.length
+        assert not np.array_equal(clean.target_levels, dirty.target_levels)
+    assert before.sum() == 0 and fold_data(y, 0).origins["test"].max() >= 100
+
+
 def _fold(k, net, base):
     return {"fold": k, "windows": 4,
             "per_seed": [None if v is None else {"rmse": v, "mae": v / 2} for v in net],

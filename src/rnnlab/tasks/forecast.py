@@ -302,5 +302,5 @@ class ForecastTask(Task):
         data = self._data
         return {**super().describe(), "source": data.name, "target": data.target,
                 "features": list(data.features), "season_length": data.season_length,
-                "rows": int(data.levels_TxC.shape[0]),
+                "rows": int(data.levels_TxC.shape[0]), "folds": data.folds, "fold": data.fold,
                 **{f"windows/{s}": data.num_windows(s) for s in ("train", "val", "test")}}
