@@ -1,17 +1,22 @@
 """Rolling-origin evaluation: fold spans and windows on a series whose value is its row index,
 pooling over folds and seeds by hand, and a tiny end-to-end run with task.folds=3."""
 
+import contextlib
+import dataclasses
+import io
 import json
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
 
-from rnnlab import forecast
+from rnnlab import forecast, report
 from rnnlab.config import compose
 from rnnlab.forecast.evaluation import combine_folds, compare
 from rnnlab.forecast.scaling import Spans, fold_spans, split_spans
 from rnnlab.loop import execute
+from rnnlab.train import make_train, seed_keys
 
 
 def _row_index_series(n=100):
@@ -144,8 +149,47 @@ def _tiny(tmp_path):
             "logger.wandb.mode=disabled", "logger.plots=false"]
 
 
-def test_tiny_end_to_end_run_with_three_folds(tmp_path, capsys):
-    summary = execute(compose(_tiny(tmp_path)), tmp_path / "run")
+def test_final_report_pools_the_folds_it_refits(tmp_path):
+    cfg = compose(_tiny(tmp_path))
+    trainer = make_train(cfg)
+    task = trainer.task
+    assert (task.data.fold, task.data.folds) == (2, 3)  # the logged fold is the last
+    state = jax.jit(jax.vmap(trainer.init))(seed_keys(cfg))  # untrained: plumbing only
+    calls = []
+
+    def refit(fold_task):  # stands in for the loop's retraining; seed 1 "diverges" on fold 0
+        calls.append(fold_task.fold)
+        alive = np.array([True, fold_task.fold != 0])
+        return dataclasses.replace(trainer, task=fold_task), state, alive
+
+    with pytest.raises(ValueError, match=r"folds=3 needs final_report\(\.\.\., refit=\.\.\.\)"):
+        task.final_report(trainer, state, np.array([True, True]))
+    f = task.final_report(trainer, state, np.array([True, True]), refit=refit)["forecast"]
+    assert calls == [0, 1]
+    assert [m is None for m in f["per_seed"]] == [False, True, False, False, False, False]
+    by_hand = []
+    for k in range(3):
+        fold_task = dataclasses.replace(task, fold=k)
+        pred = jax.vmap(lambda p, t=fold_task: trainer.apply(p, t.test_batch()))(state.params)
+        expected = [fold_task.evaluate_forecasts(pred[s], "test")["rmse"] for s in range(2)]
+        got = [m["rmse"] for m in f["per_fold"][k]["per_seed"] if m is not None]
+        np.testing.assert_allclose(got, expected[:len(got)], rtol=1e-6)
+        by_hand += expected[:len(got)]
+    assert f["model"]["rmse"] == pytest.approx(np.mean(by_hand), rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("folds")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        summary = execute(compose(_tiny(root)), root / "run")
+    return root / "run", summary, printed.getvalue()
+
+
+@pytest.mark.slow  # three trainings, three compilations: about 20 s of CPU
+def test_tiny_end_to_end_run_with_three_folds(tiny_run):
+    run_dir, summary, printed = tiny_run
     f = summary["forecast"]
     assert f["folds"] == 3 and len(f["per_fold"]) == 3 and len(f["per_seed"]) == 6
     # 90 rows: test span [63, 90) in blocks of 9 rows, validation 9 rows before each; H = 2
@@ -161,13 +205,33 @@ def test_tiny_end_to_end_run_with_three_folds(tmp_path, capsys):
     for n in names:
         per_fold = [r["baselines"][n]["rmse"] for r in f["per_fold"]]
         assert f["baselines"][n]["rmse"] == pytest.approx(np.mean(per_fold))
+        assert f["baselines_std"][n]["rmse"] == pytest.approx(np.std(per_fold))
     best = min(names, key=lambda n: f["baselines"][n]["rmse"])
     assert f["comparison"]["best_baseline"] == best
     assert f["comparison"]["skill"] == pytest.approx(
         1 - np.mean(rmse) / f["baselines"][best]["rmse"])
     # the plot record is the logged (last) fold's
     assert len(f["series"]["actual"]) == 8
-    on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
+    on_disk = json.loads((run_dir / "summary.json").read_text())
     assert on_disk["forecast"]["comparison"]["best_baseline"] == best
-    out = capsys.readouterr().out
-    assert f"{best:<16}" in out and "<- best baseline" in out and f"skill vs {best}" in out
+    assert f"{best:<16}" in printed and "<- best baseline" in printed
+    assert f"skill vs {best}: 1 - network/baseline = {f['comparison']['skill']:+.3f}" in printed
+
+
+@pytest.mark.slow  # shares the end-to-end run
+def test_report_names_the_best_baseline_and_the_skill(tiny_run, tmp_path):
+    run_dir, summary, _ = tiny_run
+    f = summary["forecast"]
+    c = f["comparison"]
+    written = report.make_report(run_dir, tmp_path)
+    md = written["report"].read_text()
+    best = c["best_baseline"]
+    assert "24 windows over 3 rolling origins (folds)" in md
+    assert f"Best baseline (lowest mean RMSE): **{best}** " in md
+    run_line = next(line for line in md.splitlines() if line.startswith("| lstm |"))
+    verdict = {True: "yes", False: "no"}[c["beyond_spread"]]
+    assert run_line.endswith(f"| {c['skill']:+.3f} | {verdict} |")
+    mean, sd = f["baselines"]["naive"]["rmse"], f["baselines_std"]["naive"]["rmse"]
+    assert f"| baseline: naive | | | | | {mean:.4g} ± {sd:.2g} |" in md.replace("**", "")
+    row = pd.read_csv(written["results"]).iloc[0]
+    assert row["test_best_baseline"] == best and row["test_folds"] == 3
