@@ -1,6 +1,8 @@
 """statsforecast baselines: hand computations, the airline series' published errors, and
 fits that see the training span only."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -110,3 +112,9 @@ def test_ar_by_least_squares_matches_numpy_lstsq():
     by_hand = np.column_stack([np.ones(origins.size), y[origins - 1], y[origins - 2],
                                y[origins - 3]]) @ coef
     np.testing.assert_allclose(pred[:, 0], by_hand, rtol=1e-10)
+
+
+def test_a_missing_statsforecast_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "statsforecast", None)  # as if not installed
+    with pytest.raises(ImportError, match=r'pip install "rnnlab\[forecast\]"'):
+        baselines.require_statsforecast()

@@ -51,10 +51,11 @@ INSTALL_HINT = ('statsforecast is needed for the forecasting baselines: pip inst
                 '"rnnlab[forecast]" (or pip install statsforecast utilsforecast)')
 
 
-def _statsforecast_models():
+def require_statsforecast():
+    """``statsforecast.models``; ``ImportError`` naming the extra to install when missing."""
     try:
         from statsforecast import models
-    except ImportError as err:  # pragma: no cover - depends on the environment
+    except ImportError as err:
         raise ImportError(INSTALL_HINT) from err
     return models
 
@@ -86,7 +87,7 @@ def _check_train_end(y, origins, train_end: int, need: int = 2):
 
 # ---- fitted statsforecast models, cached per training span ----------------------------------
 def _make(name: str, season_length: int):
-    m = _statsforecast_models()
+    m = require_statsforecast()
     return {"naive": lambda: m.Naive(),
             "seasonal_naive": lambda: m.SeasonalNaive(season_length=season_length),
             "drift": lambda: m.RandomWalkWithDrift(),

@@ -119,7 +119,7 @@ class ForecastTask(Task):
                 raise ValueError(f"forecast task: no {split} window in {data.name!r}")
         # fail now, not after training, if a baseline cannot be made: statsforecast missing
         # (it names the extra to install) or too few training windows for AR(p)
-        baselines_lib._statsforecast_models()
+        baselines_lib.require_statsforecast()
         baselines_lib.fit_ar(data.target_levels, data.ar_order, data.horizon,
                              data.spans.train_end)
         model_TxC = data.model_TxC.astype(np.float32)
