@@ -16,6 +16,7 @@ from rnnlab.config import compose
 from rnnlab.forecast.evaluation import combine_folds, compare
 from rnnlab.forecast.scaling import Spans, fold_spans, split_spans
 from rnnlab.loop import execute
+from rnnlab.tasks import make_task
 from rnnlab.train import make_train, seed_keys
 
 
@@ -75,6 +76,10 @@ def test_fold_windows_scaler_and_baselines_by_row_index(transform):
         np.testing.assert_array_equal(forecasts["naive"][:, 0], origins - 1)
     with pytest.raises(ValueError, match=r"fold must be an int in \[0, 2\] \(folds=3\)"):
         forecast.prepare(series, lookback=5, horizon=2, folds=3, fold=3)
+    with pytest.raises(ValueError, match="forecast task: folds must be an int >= 1; got 0"):
+        make_task("forecast", dataset="sine", folds=0)
+    with pytest.raises(ValueError, match=r"folds=100 cuts the test span of 80 rows"):
+        make_task("forecast", dataset="sine", folds=100)
 
 
 def test_each_fold_fits_its_baselines_on_its_training_rows_only():
