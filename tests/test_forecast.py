@@ -105,8 +105,11 @@ def test_transforms_invert_exactly(name):
 
 
 def test_log_transform_names_column():
-    with pytest.raises(ValueError, match="column 'b' has 2 value"):
+    with pytest.raises(ValueError, match=r"column 'b' has 2 value\(s\) <= 0 or NaN "
+                                         r"\(minimum -1\)"):
         apply_transform(np.array([[1.0, 0.0], [2.0, -1.0]]), "log", ["a", "b"])
+    with pytest.raises(ValueError, match=r"column 'a' has 1 value.*minimum 0\)"):
+        apply_transform(np.array([[0.0], [2.0]]), "log_diff", ["a"])
 
 
 # ---- splits and scaling -----------------------------------------------------------------------
@@ -219,31 +222,7 @@ def test_changing_the_test_span_changes_nothing_in_training(tmp_path):
 
 
 # ---- baselines --------------------------------------------------------------------------------
-def test_seasonal_naive_is_exact_on_a_periodic_series():
-    y = np.tile([1.0, 5.0, 2.0, 8.0], 10)
-    origins = np.arange(8, 34)
-    pred = baselines.seasonal_naive(y, origins, 6, season_length=4)  # H > m wraps around
-    actual = y[origins[:, None] + np.arange(6)[None, :]]
-    np.testing.assert_array_equal(pred, actual)
-    assert metrics.rmse(actual, pred) == 0.0
-
-
-def test_drift_is_exact_on_a_line():
-    y = 3.0 + 2.0 * np.arange(20)
-    origins = np.array([5, 10, 15])
-    pred = baselines.drift(y, origins, 4)
-    np.testing.assert_allclose(pred, y[origins[:, None] + np.arange(4)[None, :]], rtol=1e-12)
-
-
-def test_naive_mean_and_drift_by_hand_on_a_random_walk():
-    y = np.array([0.0, 1.0, 3.0, 2.0, 4.0, 7.0])
-    np.testing.assert_array_equal(baselines.naive(y, [3, 4], 2), [[3.0, 3.0], [2.0, 2.0]])
-    # drift from origin 4: last y[3] = 2, slope (2 - 0) / 3, steps 1, 2
-    np.testing.assert_allclose(baselines.drift(y, [4], 2), [[2 + 2 / 3, 2 + 4 / 3]])
-    # mean of the training span y[:4] = (0 + 1 + 3 + 2) / 4
-    np.testing.assert_array_equal(baselines.mean(y, [4], 2, train_end=4), [[1.5, 1.5]])
-
-
+# (the statsforecast baselines against hand computations: tests/test_forecast_baselines.py)
 def test_ar_recovers_an_exact_linear_recursion():
     # y_t = 5 + sin(0.3 t) satisfies y_t = 2cos(0.3) y_{t-1} - y_{t-2} + 5 (2 - 2cos(0.3))
     t = np.arange(80)
@@ -304,6 +283,9 @@ def test_documented_dataset_facts():
     assert list(goog.columns) == ["Open", "High", "Low", "Close", "Volume"]
     assert goog.index[0] == pd.Timestamp("2004-08-19") and len(goog) == 1047
     assert forecast.load_dataset("macrodata").frame.shape == (203, 12)
+    air = forecast.load_dataset("air_passengers").frame["passengers"]
+    assert len(air) == 144 and air.index[0] == pd.Timestamp("1949-01-01")
+    assert air.iloc[:3].tolist() == [112.0, 118.0, 132.0] and air.iloc[-1] == 432.0  # B&J G
     with pytest.raises(ValueError, match=r"unknown data set 'airline'; registered: \["):
         forecast.load_dataset("airline")
 
@@ -400,7 +382,8 @@ def test_end_to_end_training_and_test_metrics():
     assert {"rmse", "mae", "mase", "smape", "rmse_h3", "smape_h1"} <= set(result)
     assert all(np.isfinite(v) for v in result.values())
     table = task.baseline_table("test")
-    assert list(table.index) == ["naive", "seasonal_naive", "drift", "mean", "ar(8)"]
+    assert list(table.index) == ["naive", "seasonal_naive", "drift", "mean", "auto_ets",
+                                 "auto_arima", "auto_theta", "ar(8)"]
     assert np.isfinite(table.to_numpy()).all()
     # a perfect forecast scores zero error through the inverse scaling and differencing
     perfect = task.evaluate_forecasts(task.data.windows("test")[1], "test")

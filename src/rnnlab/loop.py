@@ -5,6 +5,7 @@ checks and early stopping between chunks.
 ``execute(cfg, run_dir)`` is what ``python -m rnnlab.run`` calls for each job.
 """
 
+import dataclasses
 import math
 import signal
 import sys
@@ -600,7 +601,17 @@ def _execute(cfg, run_dir: Path, trainer: Trainer) -> dict[str, Any]:
         summary["main_metric"] = {"name": trainer.task.main_metric,
                                   "maximize": trainer.task.maximize}
         summary["devices"] = 1 if sharding is None else len(sharding.mesh.devices)
-        summary.update(trainer.task.final_report(trainer, state, fit_info["alive"]))
+
+        def refit(task):  # the same config and seeds on another task (a forecast fold)
+            again = dataclasses.replace(trainer, task=task)
+            st, _, inf = fit(again, keys, Logger([]), seeds, gradients_every=None,
+                             patience=cfg.train.early_stopping_patience, progress=False,
+                             divergence_factor=cfg.train.divergence_factor,
+                             sharding=sharding)
+            return again, st, inf["alive"]
+
+        summary.update(trainer.task.final_report(trainer, state, fit_info["alive"],
+                                                 refit=refit))
     except Exception as err:
         interrupted = isinstance(err, Interrupted)
         summary = {"status": "interrupted" if interrupted else "failed",

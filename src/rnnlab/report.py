@@ -22,10 +22,12 @@ into ``--out`` (default: ``PATH``):
 
 Forecast runs (``task=forecast``) get, instead of the task table, one table per data set: the
 test-span RMSE, MAE, MASE and sMAPE in the series' own units of every run (mean ± std over its
-seeds, from ``summary["forecast"]``) beside the naive, seasonal naive, drift, mean and AR(p)
-baselines on the same windows; and ``forecast_<data set>.png``, the best run's test-span
-forecasts against the truth and the naive forecast (:mod:`rnnlab.forecast.plots`). On a single
-run folder these land in that folder.
+seeds and rolling-origin folds, from ``summary["forecast"]``) beside every baseline on the
+same windows (naive, seasonal naive, drift, mean, AutoETS, AutoARIMA, AutoTheta, AR(p); mean
+± std over folds), the best baseline named, each run's skill score against it and whether
+the gap is larger than its spread over seeds and folds; and ``forecast_<data set>.png``, the
+best run's test-span forecasts (its last fold) against the truth and the naive forecast
+(:mod:`rnnlab.forecast.plots`). On a single run folder these land in that folder.
 
 ``--publish`` also creates a W&B report with the same panels when W&B is online (logged in,
 network reachable); offline it says so and skips.
@@ -108,9 +110,17 @@ def _forecast_fields(summary: dict, task_fields: dict) -> dict:
         values = values[np.isfinite(values)]
         row[f"test_{metric}_mean"] = float(values.mean()) if values.size else np.nan
         row[f"test_{metric}_std"] = float(values.std()) if values.size else np.nan
+    spread = forecast.get("baselines_std", {})
     for name, metrics in forecast.get("baselines", {}).items():
         for metric in FORECAST_METRICS:
             row[f"test_baseline_{name}_{metric}"] = metrics.get(metric)
+            row[f"test_spread_{name}_{metric}"] = spread.get(name, {}).get(metric)
+    c = forecast.get("comparison", {})
+    row.update({"test_folds": forecast.get("folds", 1),
+                "test_best_baseline": c.get("best_baseline"), "test_skill": c.get("skill"),
+                "test_difference_mean": c.get("difference_mean"),
+                "test_difference_std": c.get("difference_std"),
+                "test_beyond_spread": c.get("beyond_spread")})
     return row
 
 
@@ -199,7 +209,7 @@ def _fmt(mean, std) -> str:
 # ---- forecast tables ------------------------------------------------------------------------
 # runs share a table when they forecast the same windows of the same series (same baselines)
 SPAN_FIELDS = ("dataset", "target", "task.horizon", "task.val_fraction", "task.test_fraction",
-               "task.val_start", "task.test_start")
+               "task.val_start", "task.test_start", "task.folds")
 METRIC_NAMES = {"rmse": "RMSE", "mae": "MAE", "mase": "MASE", "smape": "sMAPE (%)"}
 
 
@@ -254,6 +264,15 @@ def _baselines(g: pd.DataFrame) -> dict[str, dict[str, float]]:
     return out
 
 
+def _baseline_spread(g: pd.DataFrame, name: str) -> dict[str, float]:
+    out = {}
+    for m in FORECAST_METRICS:
+        col = f"test_spread_{name}_{m}"
+        if col in g and g[col].notna().any():
+            out[m] = float(g[col].dropna().iloc[0])
+    return out
+
+
 def forecast_table(name: str, g: pd.DataFrame,
                    figure: str | list[str] | None = None) -> list[str]:
     """Markdown lines: the runs (mean ± std over seeds) and the baselines, best in bold."""
@@ -267,14 +286,28 @@ def forecast_table(name: str, g: pd.DataFrame,
         best[m] = min(values) if values else None
     r0 = g.iloc[0]
     n = int(r0["test_windows"])
+    folds = int(r0.get("test_folds", 1) or 1) if "test_folds" in g else 1
+    spread = "over each run's seeds" if folds == 1 else "over each run's folds and seeds"
     lines = [f"## forecast: {name}", "",
              f"Test span of `{r0['dataset']}` ({r0['target']}): {n} window"
-             f"{'s' if n != 1 else ''}, horizon {int(r0.get('task.horizon', 1))}; errors in the "
-             f"series' units, mean ± std over each run's seeds; the baselines forecast the "
-             f"same windows (deterministic). Best in bold.", ""]
+             f"{'s' if n != 1 else ''}" + (f" over {folds} rolling origins (folds)"
+                                          if folds > 1 else "")
+             + f", horizon {int(r0.get('task.horizon', 1))}; errors in the series' units, mean "
+             f"± std {spread}; the baselines (fitted on each fold's training span) forecast the "
+             f"same windows, ± their std over folds. Best in bold.", ""]
+    best_name = r0.get("test_best_baseline") if "test_best_baseline" in g else None
+    has_skill = isinstance(best_name, str)
+    if has_skill:
+        b = base.get(best_name, {})
+        lines += [f"Best baseline (lowest mean RMSE): **{best_name}** "
+                  f"({b.get('rmse', np.nan):.4g}). Skill = 1 − network RMSE / {best_name} "
+                  f"RMSE (> 0: the network is better); beyond spread: the mean paired "
+                  f"difference (network − {best_name}, per fold and seed) is larger than its "
+                  f"std over folds and seeds.", ""]
     sweeps = "sweep" in g and g["sweep"].nunique() > 1  # rows from several sweeps: say which
     header = ["model", *(["sweep"] if sweeps else []), "widths", "params", "seeds", "steps run",
-              *(METRIC_NAMES[m] for m in FORECAST_METRICS)]
+              *(METRIC_NAMES[m] for m in FORECAST_METRICS),
+              *(["skill", "beyond spread"] if has_skill else [])]
     lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
 
     def cell(m, value, text):
@@ -283,13 +316,21 @@ def forecast_table(name: str, g: pd.DataFrame,
     for _, r in g.iterrows():
         vals = [cell(m, r[f"test_{m}_mean"], _fmt(r[f"test_{m}_mean"], r[f"test_{m}_std"]))
                 for m in FORECAST_METRICS]
+        if has_skill:
+            skill, beyond = r.get("test_skill"), r.get("test_beyond_spread")
+            vals += [f"{skill:+.3f}" if skill is not None and np.isfinite(skill) else "—",
+                     {True: "yes", False: "no"}.get(beyond, "—")]
         lines.append(f"| {_variant_label(r, variant)} | "
                      + (f"{r['sweep']} | " if sweeps else "") + f"{r['hidden_sizes']} | "
                      f"{int(r['param_count']):,} | {int(r['num_seeds'])} | "
                      f"{int(r['steps_run'])} | " + " | ".join(vals) + " |")
     for bname, metrics in sorted(base.items(), key=lambda kv: kv[1].get("rmse", np.inf)):
-        vals = [cell(m, metrics.get(m), f"{metrics[m]:.4g}") if m in metrics and
-                np.isfinite(metrics[m]) else "—" for m in FORECAST_METRICS]
+        sd = _baseline_spread(g, bname) if folds > 1 else {}
+        vals = [cell(m, metrics.get(m), f"{metrics[m]:.4g}" + (
+                    f" ± {sd[m]:.2g}" if sd.get(m) is not None and np.isfinite(sd[m]) else ""))
+                if m in metrics and np.isfinite(metrics[m]) else "—" for m in FORECAST_METRICS]
+        if has_skill:
+            vals += ["", ""]
         lines.append(f"| baseline: {bname} | | | | | " + ("| " if sweeps else "")
                      + " | ".join(vals) + " |")
     lines.append("")

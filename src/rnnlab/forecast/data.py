@@ -8,29 +8,30 @@ naive baseline and by MASE; ``1`` means non-seasonal).
 
 Shipped data sets (see ``rnnlab/data/README.md`` for sources and licences):
 
-============  =========  ====  ===========  ==================================================
-name          frequency  m     target       notes
-============  =========  ====  ===========  ==================================================
-sunspots      YS         11    SUNACTIVITY  yearly Wolf numbers 1700-2008 (statsmodels); m=11
-                                            follows the convention of the ~11-year Schwabe
-                                            cycle, whose length varies (9-14 years)
-nile          YS         1     volume       Nile flow at Aswan 1871-1970 (statsmodels)
-co2           MS         12    co2          Mauna Loa weekly CO2 (statsmodels), 59 missing weeks
-                                            interpolated linearly in time, then monthly means
-macrodata     QS         4     realgdp      US macro 1959Q1-2009Q3 (statsmodels), 12 columns;
-                                            the series are seasonally adjusted, m=4 follows the
-                                            quarterly convention
-elnino        MS         12    sst          Nino 1+2 sea-surface temperature 1950-2010
-                                            (statsmodels, reshaped from year x month)
-goog          B          1     Close        daily GOOG OHLCV 2004-08-19..2008-10-14 (shipped CSV
-                                            from matplotlib's sample data); trading days, so
-                                            exchange holidays are absent from the business days
-sine          None       20    value        synthetic: sine of period 20 plus Gaussian noise
-linear        None       1     value        synthetic: 10, 20, ..., 90 (the split_sequence notes)
-============  =========  ====  ===========  ==================================================
-
-Airline passengers (Box & Jenkins) is not shipped: no installed package provides it, and we
-do not type in numbers by hand.
+==============  =========  ====  ===========  ==================================================
+name            frequency  m     target       notes
+==============  =========  ====  ===========  ==================================================
+sunspots        YS         11    SUNACTIVITY  yearly Wolf numbers 1700-2008 (statsmodels); m=11
+                                              follows the convention of the ~11-year Schwabe
+                                              cycle, whose length varies (9-14 years)
+nile            YS         1     volume       Nile flow at Aswan 1871-1970 (statsmodels)
+co2             MS         12    co2          Mauna Loa weekly CO2 (statsmodels), 59 missing weeks
+                                              interpolated linearly in time, then monthly means
+macrodata       QS         4     realgdp      US macro 1959Q1-2009Q3 (statsmodels), 12 columns;
+                                              the series are seasonally adjusted, m=4 follows the
+                                              quarterly convention
+elnino          MS         12    sst          Nino 1+2 sea-surface temperature 1950-2010
+                                              (statsmodels, reshaped from year x month)
+goog            B          1     Close        daily GOOG OHLCV 2004-08-19..2008-10-14 (shipped CSV
+                                              from matplotlib's sample data); trading days, so
+                                              exchange holidays are absent from the business days
+air_passengers  MS         12    passengers   monthly international airline passengers
+                                              (thousands) 1949-01..1960-12, Box & Jenkins
+                                              series G, from statsforecast.utils.AirPassengers
+                                              (needs the ``forecast`` extra)
+sine            None       20    value        synthetic: sine of period 20 plus Gaussian noise
+linear          None       1     value        synthetic: 10, 20, ..., 90 (the split_sequence notes)
+==============  =========  ====  ===========  ==================================================
 
 Missing values are handled by one rule, ``missing``: ``error`` (default; the message names the
 column, the count and this option), ``interpolate`` (linear in time between valid values; rows
@@ -308,6 +309,20 @@ OHLCV = ("Open", "High", "Low", "Close", "Volume")
 def _goog() -> pd.DataFrame:
     df = pd.read_csv(_data_file("goog.csv"), parse_dates=["Date"], index_col="Date")
     return df[list(OHLCV)].astype(np.float64)
+
+
+@register_dataset("air_passengers", target="passengers", frequency="MS", season_length=12,
+                  source="statsforecast.utils.AirPassengers (Box, Jenkins & Reinsel, Time "
+                         "Series Analysis, series G)")
+def _air_passengers() -> pd.DataFrame:
+    try:
+        from statsforecast.utils import AirPassengers
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError('data set air_passengers ships with statsforecast: pip install '
+                          '"rnnlab[forecast]"') from err
+    values = np.asarray(AirPassengers, dtype=np.float64)
+    index = pd.date_range("1949-01-01", periods=values.size, freq="MS", name="date")
+    return pd.DataFrame({"passengers": values}, index=index)
 
 
 @register_dataset("sine", target="value", frequency=None, season_length=20,

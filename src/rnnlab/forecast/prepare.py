@@ -8,7 +8,9 @@ F features, N windows, L lookback, H horizon.
 1. select the columns, check they are numeric, apply the ``missing`` rule;
 2. transform every column (``none`` | ``log`` | ``diff`` | ``log_diff``);
 3. split the rows chronologically (fractions or dates) and check the series is long enough;
-4. fit the scaler on the training span only, scale every span with it;
+   with ``folds = K``, take fold ``fold`` of the rolling-origin split
+   (:func:`~rnnlab.forecast.scaling.fold_spans`) and drop the rows after its test block;
+4. fit the scaler on the (fold's) training span only, scale every span with it;
 5. list the window origins of each split (a window belongs to the split holding all its
    targets).
 
@@ -25,7 +27,14 @@ import pandas as pd
 from rnnlab.forecast import baselines as baselines_lib
 from rnnlab.forecast.data import Series, handle_missing, numeric_columns
 from rnnlab.forecast.metrics import forecast_metrics
-from rnnlab.forecast.scaling import SPLITS, Scaler, Spans, fit_scaler, split_spans
+from rnnlab.forecast.scaling import (
+    SPLITS,
+    Scaler,
+    Spans,
+    fit_scaler,
+    fold_spans,
+    split_spans,
+)
 from rnnlab.forecast.windows import (
     apply_transform,
     forward_transform,
@@ -55,6 +64,8 @@ class ForecastData:
     origins: dict[str, np.ndarray]  # split -> int64 [N]
     season_length: int
     ar_order: int
+    folds: int = 1
+    fold: int = 0
 
     @property
     def target(self) -> str:
@@ -118,19 +129,23 @@ class ForecastData:
         return forecast_metrics(self.actuals(split), self.to_levels(pred_NxH, split),
                                 self.target_levels[:self.spans.train_end], self.season_length)
 
-    def baseline_forecasts(self, split: str = "test") -> dict[str, np.ndarray]:
-        """Every baseline's ``[N, H]`` forecasts of ``split``'s windows, in units."""
+    def baseline_forecasts(self, split: str = "test", notes: list[str] | None = None
+                           ) -> dict[str, np.ndarray]:
+        """Every baseline's ``[N, H]`` forecasts of ``split``'s windows, in units, fitted on
+        the training span (:mod:`rnnlab.forecast.baselines`); the fits' warnings are appended
+        to ``notes`` when given."""
         return baselines_lib.all_baselines(
             self.target_levels, self._origins(split), self.horizon,
             train_end=self.spans.train_end, season_length=self.season_length,
-            ar_order=self.ar_order)
+            ar_order=self.ar_order, notes=notes)
 
-    def baseline_table(self, split: str = "test") -> pd.DataFrame:
+    def baseline_table(self, split: str = "test", notes: list[str] | None = None
+                       ) -> pd.DataFrame:
         """One row per baseline, one column per metric (:meth:`evaluate`'s keys)."""
         actual = self.actuals(split)
         train_y = self.target_levels[:self.spans.train_end]
         rows = {name: forecast_metrics(actual, pred, train_y, self.season_length)
-                for name, pred in self.baseline_forecasts(split).items()}
+                for name, pred in self.baseline_forecasts(split, notes).items()}
         return pd.DataFrame.from_dict(rows, orient="index").rename_axis("method")
 
     def forecast_frame(self, pred_NxH, split: str = "test") -> pd.DataFrame:
@@ -152,7 +167,8 @@ def prepare(series: Series, *, lookback: int, horizon: int, target: str | None =
             test_fraction: float = 0.2, val_start: str | None = None,
             test_start: str | None = None, scaler: str = "minmax", transform: str = "none",
             missing: str = "error", season_length: int | None = None,
-            ar_order: int | None = None) -> ForecastData:
+            ar_order: int | None = None, folds: int = 1, fold: int | None = None
+            ) -> ForecastData:
     """Runs the pipeline of the module docstring.
 
     Args:
@@ -168,6 +184,13 @@ def prepare(series: Series, *, lookback: int, horizon: int, target: str | None =
       missing: ``error`` | ``interpolate`` | ``drop``.
       season_length: m for seasonal naive and MASE; ``None``: the series'.
       ar_order: p of the AR baseline; ``None``: ``lookback``.
+      folds: K forecast origins stepping through the test span (rolling origin); 1: the
+        single split.
+      fold: which of the K folds, ``0 .. K - 1``; ``None``: the last (the split's own end).
+
+    Raises:
+      ValueError: naming the argument, for a bad value, a series too short for its spans, or
+        a fold out of range.
     """
     for field, value in (("lookback", lookback), ("horizon", horizon)):
         if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
@@ -186,6 +209,14 @@ def prepare(series: Series, *, lookback: int, horizon: int, target: str | None =
                         val_fraction=val_fraction, test_fraction=test_fraction,
                         index=frame.index, val_start=val_start, test_start=test_start,
                         offset=offset, name=f"series {series.name!r}")
+    all_folds = fold_spans(spans, folds, lookback=lookback, horizon=horizon, offset=offset,
+                           name=f"series {series.name!r}")
+    k = folds - 1 if fold is None else fold
+    if not isinstance(k, int | np.integer) or isinstance(k, bool) or not 0 <= k < folds:
+        raise ValueError(f"fold must be an int in [0, {folds - 1}] (folds={folds}) or None; "
+                         f"got {fold!r}")
+    spans = all_folds[k]
+    frame, levels, z = frame.iloc[:spans.length], levels[:spans.length], z[:spans.length]
     fitted = fit_scaler(scaler, z, spans, fit_on="train", offset=offset)
     model = fitted.transform(z)
     model[:offset] = 0.0
@@ -197,4 +228,5 @@ def prepare(series: Series, *, lookback: int, horizon: int, target: str | None =
         feature_index=tuple(columns.index(c) for c in features),
         target_index=columns.index(target), lookback=lookback, horizon=horizon,
         transform=transform, offset=offset, spans=spans, scaler=fitted, levels_TxC=levels,
-        model_TxC=model, origins=origins, season_length=m, ar_order=p)
+        model_TxC=model, origins=origins, season_length=m, ar_order=p, folds=int(folds),
+        fold=int(k))

@@ -108,6 +108,43 @@ def split_spans(length: int, *, lookback: int, horizon: int, val_fraction: float
     return Spans(train_end, val_end, length)
 
 
+def fold_spans(spans: Spans, folds: int, *, lookback: int, horizon: int, offset: int = 0,
+               name: str = "series") -> list[Spans]:
+    """Rolling-origin evaluation (time-series cross-validation; Tashman 2000, Hyndman &
+    Athanasopoulos, *Forecasting: Principles and Practice*, 3rd ed., 5.10): ``folds`` forecast
+    origins stepping through the test span.
+
+    The test span ``[val_end, T)`` is cut into ``folds`` consecutive blocks of (nearly) equal
+    length (``np.array_split``: the first ``n_test % folds`` blocks are one row longer). Fold
+    ``k`` with block ``[a, b)`` has the spans train ``[0, a - n_val)``, validation
+    ``[a - n_val, a)`` (as long as the original one) and test ``[a, b)``, and ``length = b``:
+    rows after its test block do not exist for it. ``folds = 1`` returns ``[spans]``; the last
+    fold is always the original split's end. A window belongs to the block that holds all its
+    targets, so with horizon ``H`` each block has ``len - H + 1`` test windows.
+
+    Raises ``ValueError`` naming ``folds`` when it is not an int >= 1, when a block is shorter
+    than ``horizon`` or when the first fold's training span has no training window.
+    """
+    if not isinstance(folds, int | np.integer) or isinstance(folds, bool) or folds < 1:
+        raise ValueError(f"folds must be an int >= 1; got {folds!r}")
+    n_val, n_test = spans.val_end - spans.train_end, spans.length - spans.val_end
+    if n_test // folds < horizon:
+        raise ValueError(f"{name}: folds={folds} cuts the test span of {n_test} rows into "
+                         f"blocks of {n_test // folds} rows, fewer than horizon={horizon}; use "
+                         f"at most {max(n_test // horizon, 1)} folds or a larger test_fraction")
+    out = []
+    for block in np.array_split(np.arange(spans.val_end, spans.length), folds):
+        a, b = int(block[0]), int(block[-1]) + 1
+        out.append(Spans(a - n_val, a, b))
+    first_train = out[0].train_end - offset - lookback - horizon + 1
+    if first_train < 1:
+        raise ValueError(f"{name}: with folds={folds} the first fold's training span has "
+                         f"{out[0].train_end} rows, too few for one window of lookback + "
+                         f"horizon = {lookback} + {horizon} (differencing offset {offset}); "
+                         f"use fewer folds")
+    return out
+
+
 # ---- scalers ----------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True, eq=False)
 class Scaler:

@@ -108,7 +108,8 @@ def apply_transform(values_TxF, name: str, columns: Sequence[str] | None = None)
     """The transformed series, same length; rows before :func:`transform_offset` are NaN.
 
     ``log``: ``log(v)``; ``diff``: ``v[t] - v[t-1]``; ``log_diff``: ``log(v[t]) - log(v[t-1])``
-    (log returns). Log transforms need positive values and raise naming the column.
+    (log returns). Log transforms need positive values: a column with a value <= 0 (or NaN)
+    raises ``ValueError`` naming the column, the count and its minimum (never ``-inf``/``nan``).
     """
     check_transform(name)
     v = np.asarray(values_TxF, dtype=np.float64)
@@ -117,7 +118,8 @@ def apply_transform(values_TxF, name: str, columns: Sequence[str] | None = None)
         for j in np.flatnonzero(bad):
             column = repr(columns[j]) if columns is not None else f"{j}"
             raise ValueError(f"transform={name!r} needs positive values; column {column} has "
-                             f"{int(bad[j])} value(s) <= 0")
+                             f"{int(bad[j])} value(s) <= 0 or NaN (minimum "
+                             f"{np.nanmin(v[:, j]):g}); use transform=none or diff")
         v = np.log(v)
     if name in ("diff", "log_diff"):
         out = np.full_like(v, np.nan)

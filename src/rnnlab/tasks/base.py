@@ -80,9 +80,11 @@ class Task:
     def solved(self, metrics: dict[str, float]) -> bool:
         return False
 
-    def final_report(self, trainer, state, alive) -> dict[str, Any]:
+    def final_report(self, trainer, state, alive, refit=None) -> dict[str, Any]:
         """Extra results for ``summary.json`` after training (e.g. test-span forecasts in
-        the series' units against baselines). ``state`` is vmapped over seeds."""
+        the series' units against baselines). ``state`` is vmapped over seeds; ``refit(task)
+        -> (trainer, state, alive)`` trains the same config and seeds on another task (the
+        forecast task's other folds), silently."""
         return {}
 
     def label(self) -> str:

@@ -13,8 +13,18 @@ test window, both fixed. ``loss`` is the MSE on scaled (and transformed) targets
 
 On the host: ``evaluate_forecasts(pred_NxH, split)`` maps the model's forecasts back to the
 series' own units and returns RMSE/MAE/MASE/sMAPE overall and per step;
-``baseline_table(split)`` scores naive, seasonal naive, drift, mean and AR(p) forecasts of
-the same windows.
+``baseline_table(split)`` scores statsforecast's naive, seasonal naive, drift, mean, AutoETS,
+AutoARIMA and AutoTheta and a least-squares AR(p) on the same windows, each fitted on the
+training span only (:mod:`rnnlab.forecast.baselines`).
+
+Rolling origin (``folds = K``): the test span is cut into K consecutive blocks, one forecast
+origin each (:func:`rnnlab.forecast.scaling.fold_spans`); fold ``k`` has its own training and
+validation spans before its block, its own scaler fitted on its training span, its own
+baseline fits. The run loop trains the network on fold ``fold`` (default: the last one,
+whose block ends the series) and logs it; ``final_report`` then **retrains the network from
+scratch** on every other fold, with the same config and seeds (through the loop's ``refit``),
+and pools the K folds (:func:`rnnlab.forecast.evaluation.combine_folds`): mean ± std over
+folds and seeds, the best baseline, the skill score and whether the gap beats the spread.
 
 Metrics: ``loss`` (scaled MSE), ``mae`` (scaled MAE). Baselines: ``loss`` of the naive
 (last value) forecast on the validation windows, in the same scaled space. Solved: never
@@ -30,8 +40,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from rnnlab.forecast import baselines as baselines_lib
 from rnnlab.forecast.baselines import naive
 from rnnlab.forecast.data import MISSING_OPTIONS, load_csv, load_dataset
+from rnnlab.forecast.evaluation import combine_folds, summary_lines
 from rnnlab.forecast.plots import SERIES_KEY, series_record
 from rnnlab.forecast.prepare import ForecastData, prepare
 from rnnlab.forecast.scaling import SCALERS
@@ -58,6 +70,8 @@ class ForecastTask(Task):
       missing: error | interpolate | drop, for NaN values.
       season_length: m for seasonal naive and MASE; null: the data set's (CSV: 1).
       ar_order: p of the AR baseline; null: lookback.
+      folds: K >= 1 forecast origins stepping through the test span (rolling origin).
+      fold: the fold the logged training uses, 0..K-1; null: the last.
     """
 
     dataset: str | None = "sunspots"
@@ -76,6 +90,8 @@ class ForecastTask(Task):
     missing: str = "error"
     season_length: int | None = None
     ar_order: int | None = None
+    folds: int = 1
+    fold: int | None = None
 
     readout = "last"
 
@@ -87,7 +103,7 @@ class ForecastTask(Task):
             if getattr(self, name) not in accepted:
                 raise ValueError(f"forecast task: {name}={getattr(self, name)!r} is not "
                                  f"accepted; use one of {accepted}")
-        for name in ("lookback", "horizon"):
+        for name in ("lookback", "horizon", "folds"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"forecast task: {name} must be an int >= 1; got {value!r}")
@@ -96,11 +112,16 @@ class ForecastTask(Task):
                        val_fraction=self.val_fraction, test_fraction=self.test_fraction,
                        val_start=self.val_start, test_start=self.test_start,
                        scaler=self.scaler, transform=self.transform, missing=self.missing,
-                       season_length=self.season_length, ar_order=self.ar_order)
+                       season_length=self.season_length, ar_order=self.ar_order,
+                       folds=self.folds, fold=self.fold)
         for split in ("train", "val", "test"):
             if data.num_windows(split) < 1:
                 raise ValueError(f"forecast task: no {split} window in {data.name!r}")
-        data.baseline_forecasts("val")  # fail now, not after training, if a baseline cannot fit
+        # fail now, not after training, if a baseline cannot be made: statsforecast missing
+        # (it names the extra to install) or too few training windows for AR(p)
+        baselines_lib.require_statsforecast()
+        baselines_lib.fit_ar(data.target_levels, data.ar_order, data.horizon,
+                             data.spans.train_end)
         model_TxC = data.model_TxC.astype(np.float32)
         digest = hashlib.sha256(model_TxC.tobytes())
         for split in ("train", "val", "test"):
@@ -209,27 +230,65 @@ class ForecastTask(Task):
         _, y_NxH = data.windows("val")
         return {"loss": float(np.mean((naive_NxH - y_NxH) ** 2))}
 
-    def final_report(self, trainer, state, alive) -> dict[str, Any]:
-        """Test-span accuracy in the series' units: each seed's forecasts (``None`` for a
-        diverged seed), their mean over the live seeds, and every baseline's, all on the same
-        test windows; under ``series`` the forecasts themselves
-        (:func:`rnnlab.forecast.plots.series_record`). ``state`` is vmapped over seeds."""
+    def final_report(self, trainer, state, alive, refit=None) -> dict[str, Any]:
+        """Test-span accuracy in the series' units, pooled over the folds.
+
+        For each fold: each seed's metrics (``None`` for a diverged seed) and every
+        baseline's, on that fold's test windows. This task's fold is scored with ``state``
+        (vmapped over seeds); every other fold is first trained from scratch by
+        ``refit(task) -> (trainer, state, alive)`` (the run loop's; same config and seeds).
+        Returns ``{"forecast": ...}``: :func:`rnnlab.forecast.evaluation.combine_folds`'s
+        pooled results (``model``, ``model_std``, ``per_seed`` over folds x seeds,
+        ``baselines``, ``baselines_std``, ``comparison``, ``per_fold``), and under ``series``
+        this fold's forecasts (:func:`rnnlab.forecast.plots.series_record`). Prints the
+        comparison table.
+
+        Raises:
+          ValueError: ``folds > 1`` and no ``refit`` to train the other folds with.
+        """
+        data = self._data
+        reports = {data.fold: self._fold_report(trainer, state, alive)}
+        for k in range(data.folds):
+            if k in reports:
+                continue
+            if refit is None:
+                raise ValueError(f"forecast task: folds={data.folds} needs final_report(..., "
+                                 f"refit=...) to train the network on the other folds")
+            task_k = dataclasses.replace(self, fold=k)
+            trainer_k, state_k, alive_k = refit(task_k)
+            reports[k] = task_k._fold_report(trainer_k, state_k, alive_k)
+        folds = [reports[k] for k in range(data.folds)]
+        series = folds[data.fold].pop(SERIES_KEY)
+        for r in folds:
+            r.pop(SERIES_KEY, None)
+        out = {"split": "test", "fold_training": "retrained from scratch per fold, same seeds",
+               **combine_folds(folds), SERIES_KEY: series}
+        for line in summary_lines(out, units=f"{data.name} {data.target}"):
+            print(f"[rnnlab] {line}")
+        return {"forecast": out}
+
+    def _fold_report(self, trainer, state, alive) -> dict[str, Any]:
+        data = self._data
         batch = self.test_batch()
         pred_SxNxH = np.asarray(jax.jit(jax.vmap(
             lambda params: trainer.apply(params, batch)))(state.params))
         alive = np.asarray(alive, dtype=bool)
         per_seed = [self.evaluate_forecasts(pred, "test") if ok else None
                     for pred, ok in zip(pred_SxNxH, alive, strict=True)]
-        live = [m for m in per_seed if m is not None]
-        mean = {k: float(np.mean([m[k] for m in live])) for k in live[0]} if live else {}
-        table = self.baseline_table("test")
-        levels_SxNxH = np.stack([self._data.to_levels(pred, "test") for pred in pred_SxNxH])
-        return {"forecast": {
-            "split": "test", "windows": self._data.num_windows("test"),
-            "model": mean, "per_seed": per_seed,
+        notes: list[str] = []
+        table = data.baseline_table("test", notes)
+        levels_SxNxH = np.stack([data.to_levels(pred, "test") for pred in pred_SxNxH])
+        index = np.asarray(data.index)
+        start, stop = data.spans.bounds("test")
+        return {
+            "fold": data.fold, "train_rows": data.spans.train_end,
+            "test_rows": [start, stop],
+            "test_time": [str(index[start]), str(index[stop - 1])],
+            "windows": data.num_windows("test"), "per_seed": per_seed,
             "baselines": {name: row.to_dict() for name, row in table.iterrows()},
+            "baseline_notes": notes,
             # the forecasts themselves, for rnnlab.report's forecast-vs-truth figure
-            SERIES_KEY: series_record(self._data, levels_SxNxH, alive, "test")}}
+            SERIES_KEY: series_record(data, levels_SxNxH, alive, "test")}
 
     def label(self) -> str:
         """``forecast(SOURCE: field=value, ...)`` with the fields that differ from defaults."""
@@ -243,5 +302,5 @@ class ForecastTask(Task):
         data = self._data
         return {**super().describe(), "source": data.name, "target": data.target,
                 "features": list(data.features), "season_length": data.season_length,
-                "rows": int(data.levels_TxC.shape[0]),
+                "rows": int(data.levels_TxC.shape[0]), "folds": data.folds, "fold": data.fold,
                 **{f"windows/{s}": data.num_windows(s) for s in ("train", "val", "test")}}
