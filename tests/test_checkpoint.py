@@ -227,3 +227,24 @@ def test_compilation_cache_setting_reaches_jax(tmp_path):
         assert (tmp_path / "cache").is_dir()
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
+
+
+def test_a_resumed_run_keeps_its_wandb_run(tmp_path, monkeypatch):
+    """The W&B run id is part of the logger's position in a checkpoint; the resumed run's sink
+    reopens that run (offline here: no network)."""
+    from rnnlab.logging import WandbSink
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    first = WandbSink(tmp_path, mode="offline")
+    first.start({"a": 1}, {})
+    position = first.position()
+    first.finish({"status": "interrupted"})
+    assert position["wandb_id"]
+    again = WandbSink(tmp_path, mode="offline", run_id=position["wandb_id"])
+    again.start({"a": 1}, {})
+    try:
+        assert again.run.id == position["wandb_id"]
+    finally:
+        again.finish({"status": "ok"})
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(r.name.endswith(position["wandb_id"]) for r in runs)
