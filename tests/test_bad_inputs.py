@@ -5,17 +5,16 @@ On the command line (``python -m rnnlab.run``, driven in-process through the sam
 exit status 2, the message alone on stderr (no traceback), no run folder left. In Python: a
 ``ConfigError``/``ValueError``/``TypeError`` with the same message."""
 
-import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cli_driver import run_command_lines
 from rnnlab.cells import LSTM, PeepholeLSTM, make_cell
 from rnnlab.checks import ConfigError
 from rnnlab.config import compose
@@ -90,36 +89,6 @@ CLI_CASES = [
 
 SMALL = ["train.steps=2", "train.log_every=2", "logger.progress=false",
          "logger.wandb.mode=disabled"]
-
-
-# Runs every command line of a list in one Python process, each in its own empty folder, through
-# the same main() as `python -m rnnlab.run`, and prints what each did as JSON.
-DRIVER = r"""
-import contextlib, io, json, os, sys
-from rnnlab import run
-results = []
-for i, (args, cwd) in enumerate(json.loads(sys.argv[1])):
-    os.chdir(cwd)
-    sys.argv = ["rnnlab.run", *args]
-    out, err, code = io.StringIO(), io.StringIO(), 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            run.main()
-        except SystemExit as stop:
-            code = stop.code
-    results.append({"code": code, "out": out.getvalue(), "err": err.getvalue(),
-                    "left": sorted(os.listdir(cwd))})
-print(json.dumps(results))
-"""
-
-
-def run_command_lines(cases: list[tuple[list[str], Path]]) -> list[dict]:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    proc = subprocess.run([sys.executable, "-c", DRIVER,
-                           json.dumps([(args, str(cwd)) for args, cwd in cases])],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from cli_driver import run_command_lines
 from rnnlab import launchers
 from rnnlab.config import config_dir, register_configs
 
@@ -189,9 +190,9 @@ def test_slurm_preset_writes_the_requested_resources(tmp_path, monkeypatch):
 # ---- refusals on the command line ---------------------------------------------------------------
 # Runs command lines through rnnlab.run.main in one Python process, with some modules made
 # unimportable (as if their plugin were not installed), and prints what each did as JSON.
-DRIVER = r"""
-import contextlib, importlib.abc, io, json, os, sys
-BLOCKED = json.loads(sys.argv[2])
+PRELUDE = r"""
+import importlib.abc
+BLOCKED = EXTRA
 class Blocker(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if any(name == b or name.startswith(b + ".") for b in BLOCKED):
@@ -205,30 +206,11 @@ def walk(*args, **kwargs):
         if not any(info.name == b or info.name.startswith(b + ".") for b in BLOCKED):
             yield info
 pkgutil.walk_packages = walk
-from rnnlab import run
-results = []
-for args, cwd in json.loads(sys.argv[1]):
-    os.chdir(cwd)
-    sys.argv = ["rnnlab.run", *args]
-    out, err, code = io.StringIO(), io.StringIO(), 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            run.main()
-        except SystemExit as stop:
-            code = stop.code
-    results.append({"code": code, "out": out.getvalue(), "err": err.getvalue(),
-                    "left": sorted(os.listdir(cwd)), "cwd": cwd})
-print(json.dumps(results))
 """
 
 
 def run_blocked(cases, blocked):
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    proc = subprocess.run([sys.executable, "-c", DRIVER,
-                           json.dumps([(a, str(c)) for a, c in cases]), json.dumps(blocked)],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_command_lines(cases, prelude=PRELUDE, extra=blocked)
 
 
 def _assert_one_line(result, fragments):
