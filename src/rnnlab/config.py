@@ -9,12 +9,14 @@ with Hydra's message naming the key. Cell and task schemas are generated from th
 """
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from rnnlab import plugins
 from rnnlab.cells import CELLS, cell_schema
 from rnnlab.tasks import TASKS, task_schema
 
@@ -111,8 +113,11 @@ def experiments_dir() -> Path | None:
     return path if path.is_dir() else None
 
 
-def register_configs() -> None:
-    """Stores the schemas (and the experiment presets) in Hydra's ConfigStore."""
+def register_configs(overrides: list[str] | None = None) -> None:
+    """Stores the schemas (and the experiment presets) in Hydra's ConfigStore, after loading
+    the cell and task plugins and the class paths that ``overrides`` (default: the command
+    line, ``sys.argv[1:]``) choose, e.g. ``cell=mypkg.cells.MyCell`` (see :mod:`rnnlab.plugins`)."""
+    plugins.prepare(sys.argv[1:] if overrides is None else list(overrides))
     cs = ConfigStore.instance()
     cs.store(name="rnnlab_schema", node=RunConfig)
     for name in CELLS:
@@ -123,6 +128,7 @@ def register_configs() -> None:
     cs.store(group="schema/optim", name="optim", node=OptimConfig)
     cs.store(group="schema/train", name="train", node=TrainConfig)
     cs.store(group="schema/logger", name="logger", node=LoggerConfig)
+    plugins.store(cs, config_dir())
     exp = experiments_dir()
     if exp is not None:
         for preset in sorted(exp.glob("*/config.yaml")):
@@ -135,6 +141,6 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    register_configs()
+    register_configs(list(overrides or []))
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides or []))
