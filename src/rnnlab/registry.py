@@ -204,7 +204,7 @@ def chosen_names(overrides: list[str], key: str) -> list[str]:
         except Exception:  # Hydra reports the bad override itself when it composes
             continue
         if override.is_sweep_override():
-            names.extend(str(v) for v in override.sweep_string_iterator())
+            names.extend(str(v) for v in override.sweep_iterator())
         elif override.value() is not None:
             names.append(str(override.value()))
     return names
