@@ -203,7 +203,7 @@ def test_class_path_as_the_cell_name(tmp_path, monkeypatch, restore_registries):
     cfg = compose(["cell=pathcells.GainRNN", "cell.gain=0.25"])
     assert cfg.cell.name == "pathcells.GainRNN" and cfg.cell.gain == 0.25
     assert CELLS["pathcells.GainRNN"].__module__ == "pathcells"
-    with pytest.raises(ConfigCompositionException, match="cell.gian"):
+    with pytest.raises(ConfigCompositionException, match=r"cell\.gian"):
         compose(["cell=pathcells.GainRNN", "cell.gian=0.25"])
     # the colon form, in a sweep override
     assert chosen_names(["-m", "cell=lstm,pathcells:GainRNN", "task=copy"], "cell") == [
