@@ -121,6 +121,9 @@ def _layout(cell: str | Cell) -> tuple[str, _Layout]:
         raise TypeError(f"cell must be a cell name or a Cell instance; got {type(cell).__name__}")
     if name not in _LAYOUTS:
         raise ValueError(f"cell {name!r} has no conversion; convertible cells: {sorted(_LAYOUTS)}")
+    if isinstance(cell, Cell) and getattr(cell, "variant", "vanilla") != "vanilla":
+        raise ValueError(f"cell.variant={cell.variant!r} has no PyTorch or Keras layer; only "
+                         "variant='vanilla' converts")
     return name, _LAYOUTS[name]
 
 

@@ -2,12 +2,13 @@
 
 from rnnlab.cells.base import Cell, HiddenCarry, LSTMCarry
 from rnnlab.cells.gru import GRU
-from rnnlab.cells.lstm import LSTM
+from rnnlab.cells.lstm import CIFG, LSTM, FGRCarry
 from rnnlab.cells.peephole import PeepholeLSTM
 from rnnlab.cells.registry import CELLS, cell_schema, get_cell_class, make_cell, register_cell
 from rnnlab.cells.rnn import SimpleRNN
 
 __all__ = [
-    "CELLS", "GRU", "LSTM", "Cell", "HiddenCarry", "LSTMCarry", "PeepholeLSTM", "SimpleRNN",
+    "CELLS", "CIFG", "GRU", "LSTM", "Cell", "FGRCarry", "HiddenCarry", "LSTMCarry",
+    "PeepholeLSTM", "SimpleRNN",
     "cell_schema", "get_cell_class", "make_cell", "register_cell",
 ]
