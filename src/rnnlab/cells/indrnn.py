@@ -18,7 +18,8 @@ optimizer moves it back, as with the paper's clipping after each update); ``None
 Parameter layout: ``kernel [D, H]`` (``kernel_init``), ``recurrent_weight [H]`` drawn
 uniformly from ``[0, min(1, recurrent_max)]`` (the paper's initialisation for the adding
 problem, Section 4.1), ``bias [H]``. Count: ``H·D + 2H``. ``recurrent_init`` is unused (the
-recurrent weights are a vector).
+recurrent weights are a vector); ``init_preset`` applies to the kernel and the bias, while
+``u`` keeps the paper's draw under every preset (no framework has an IndRNN layer).
 
 Example::
 
@@ -38,8 +39,6 @@ from rnnlab.cells.base import (
     Params,
     activation,
     dtype_of,
-    initializer,
-    vector_initializer,
 )
 from rnnlab.cells.registry import register_cell
 
@@ -75,10 +74,9 @@ class IndRNN(Cell):
         H, pdt = self.hidden_size, dtype_of(self.param_dtype)
         top = 1.0 if self.recurrent_max is None else min(1.0, float(self.recurrent_max))
         return {
-            "kernel": initializer(self.kernel_init, "cell.kernel_init")(
-                k_in, (input_size, H), pdt),
+            "kernel": self.kernel_initializer()(k_in, (input_size, H), pdt),
             "recurrent_weight": jax.random.uniform(k_rec, (H,), pdt, 0.0, top),
-            "bias": vector_initializer(self.bias_init, "cell.bias_init")(k_b, (H,), pdt),
+            "bias": self.bias_initializer()(k_b, (H,), pdt),
         }
 
     def recurrent_weight(self, params: Params, dtype) -> jax.Array:

@@ -64,7 +64,7 @@ from typing import ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rnnlab.cells.base import Cell, LSTMCarry, Params, activation, init_blocks
+from rnnlab.cells.base import Cell, LSTMCarry, Params, activation
 from rnnlab.cells.registry import register_cell
 
 
@@ -111,6 +111,13 @@ class LSTM(Cell):
     variant: str = "vanilla"
 
     has_peepholes: ClassVar[bool] = False
+    torch_two_biases = True
+
+    @property
+    def initial_forget_bias(self) -> float:
+        """The forget-gate bias ``init`` adds: ``forget_bias`` (rnnlab), 1 (keras'
+        ``unit_forget_bias``), 0 (pytorch, flax)."""
+        return {"rnnlab": self.forget_bias, "keras": 1.0}.get(self.init_preset, 0.0)
 
     def __post_init__(self):
         super().__post_init__()
@@ -141,13 +148,12 @@ class LSTM(Cell):
         H = self.hidden_size
         if "f" in self.gates:
             at = self.gates.index("f") * H
-            params["bias"] = params["bias"].at[at:at + H].add(self.forget_bias)
+            params["bias"] = params["bias"].at[at:at + H].add(self.initial_forget_bias)
         elif self.variant == "cifg":  # f = 1 - sigmoid(b_i) = sigmoid(-b_i) = sigmoid(forget_bias)
-            params["bias"] = params["bias"].at[:H].add(-self.forget_bias)
+            params["bias"] = params["bias"].at[:H].add(-self.initial_forget_bias)
         if self.variant == "fgr":
-            params["gate_recurrent_kernel"] = init_blocks(
-                self.recurrent_init, k_fgr, 3 * H, H, 3, params["kernel"].dtype,
-                "cell.recurrent_init")
+            params["gate_recurrent_kernel"] = self.recurrent_kernel(
+                k_fgr, 3 * H, 3, params["kernel"].dtype)
         return params
 
     def gate_preactivations(self, params: Params, carry, xp_BxG: jax.Array):

@@ -56,7 +56,8 @@ class MGU(Cell):
     def init(self, key: jax.Array, input_size: int) -> Params:
         params = self._dense_params(key, input_size)
         H = self.hidden_size
-        params["bias"] = params["bias"].at[:H].add(self.forget_bias)
+        if self.init_preset == "rnnlab":  # no framework has an MGU forget bias
+            params["bias"] = params["bias"].at[:H].add(self.forget_bias)
         return params
 
     def step(self, params: Params, carry: HiddenCarry, xp_BxG: jax.Array):

@@ -47,7 +47,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from rnnlab.cells.base import Cell, HiddenCarry, Params, dtype_of, initializer, vector_initializer
+from rnnlab.cells.base import Cell, HiddenCarry, Params, dtype_of
 from rnnlab.cells.registry import register_cell
 
 
@@ -81,10 +81,8 @@ class _MinRNN(Cell):
         k_in, k_b = jax.random.split(key)
         pdt = dtype_of(self.param_dtype)
         return {
-            "kernel": initializer(self.kernel_init, "cell.kernel_init")(
-                k_in, (input_size, self.gate_size), pdt),
-            "bias": vector_initializer(self.bias_init, "cell.bias_init")(
-                k_b, (self.gate_size,), pdt),
+            "kernel": self.kernel_initializer()(k_in, (input_size, self.gate_size), pdt),
+            "bias": self.bias_initializer()(k_b, (self.gate_size,), pdt),
         }
 
     def coefficients(self, xp):

@@ -29,7 +29,7 @@ import dataclasses
 
 import jax
 
-from rnnlab.cells.base import Params, initializer
+from rnnlab.cells.base import Params, initializer, torch_uniform
 from rnnlab.cells.lstm import LSTM
 from rnnlab.cells.registry import register_cell
 
@@ -53,6 +53,14 @@ class PeepholeLSTM(LSTM):
     def init(self, key: jax.Array, input_size: int) -> Params:
         k_lstm, k_peep = jax.random.split(key)
         params = super().init(k_lstm, input_size)
-        params["peephole"] = initializer(self.peephole_init)(
-            k_peep, (len(self.peephole_gates), self.hidden_size), params["kernel"].dtype)
+        shape, dtype = (len(self.peephole_gates), self.hidden_size), params["kernel"].dtype
+        if self.init_preset == "pytorch":
+            params["peephole"] = torch_uniform(self.hidden_size)(k_peep, shape, dtype)
+        elif self.init_preset == "keras":
+            # TF's PeepholeLSTMCell: glorot_uniform on each [H] vector, whose fan_in and fan_out
+            # Keras both take as H: U(-sqrt(3/H), sqrt(3/H))
+            bound = (3.0 / self.hidden_size) ** 0.5
+            params["peephole"] = jax.random.uniform(k_peep, shape, dtype, -bound, bound)
+        else:  # rnnlab, and flax (which has no peephole cell)
+            params["peephole"] = initializer(self.peephole_init)(k_peep, shape, dtype)
         return params
