@@ -120,3 +120,14 @@ def test_model_conversion_errors():
                                      learn_initial_carry=True), params)
     with pytest.raises(ValueError, match="params have H=5 but the cell has hidden_size=6"):
         model_from_keras(SequenceModel(cells=(LSTM(6),), output_size=1), weights)
+
+
+def test_variants_have_no_framework_layout():
+    from rnnlab.convert import to_keras, to_torch
+
+    cell = LSTM(4, variant="noaf")  # same shapes as the vanilla LSTM, other equations
+    params = cell.init(jax.random.key(0), 2)
+    for convert in (to_keras, to_torch):
+        with pytest.raises(ValueError, match=r"cell\.variant='noaf' has no PyTorch or Keras "
+                                             r"layer; only variant='vanilla' converts"):
+            convert(cell, params)
