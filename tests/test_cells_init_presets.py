@@ -117,3 +117,24 @@ def test_unknown_preset():
 def test_preset_from_the_command_line():
     cfg = compose(["cell=gru", "cell.init_preset=keras"])
     assert cfg.cell.init_preset == "keras"
+
+
+@pytest.mark.parametrize("preset", ["pytorch", "keras", "flax"])
+def test_dense_head_initializers(preset):
+    # for the driver's output head (models.py): nn.Linear / keras Dense / flax Dense defaults
+    from rnnlab.cells.base import dense_initializers
+
+    fan_in, fan_out = 64, 48
+    kernel_init, bias_init = dense_initializers(preset, fan_in)
+    k1, k2 = jax.random.split(jax.random.key(0))
+    w = np.asarray(kernel_init(k1, (fan_in, fan_out), np.float32), np.float64).ravel()
+    b = np.asarray(bias_init(k2, (fan_out,), np.float32), np.float64)
+    if preset == "pytorch":
+        assert_uniform(w, 1 / np.sqrt(fan_in), "kernel")
+        assert np.abs(b).max() <= 1 / np.sqrt(fan_in) and np.abs(b).max() > 0.5 / np.sqrt(fan_in)
+    elif preset == "keras":
+        assert_uniform(w, np.sqrt(6 / (fan_in + fan_out)), "kernel")
+        np.testing.assert_array_equal(b, np.zeros(fan_out))
+    else:
+        np.testing.assert_allclose(w.std(), 1 / np.sqrt(fan_in), rtol=0.05)
+        np.testing.assert_array_equal(b, np.zeros(fan_out))

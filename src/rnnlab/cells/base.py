@@ -139,6 +139,34 @@ def torch_uniform(hidden_size: int, draws: int = 1):
     return init
 
 
+def dense_initializers(preset: str, fan_in: int):
+    """``(kernel_init, bias_init)`` of a dense layer with ``fan_in`` inputs (the model's head,
+    ``kernel [in, out]``) under an init preset, as that framework's own dense layer draws them:
+
+    * ``pytorch``: ``torch.nn.Linear.reset_parameters``: kernel ``kaiming_uniform(a=sqrt(5))``,
+      which is U(-1/sqrt(in), 1/sqrt(in)), and bias U(-1/sqrt(in), 1/sqrt(in));
+    * ``keras``: ``keras.layers.Dense``: Glorot-uniform kernel, zero bias;
+    * ``flax`` and ``rnnlab``: ``flax.linen.Dense``: LeCun-normal kernel, zero bias.
+
+    Raises:
+      ValueError: an unknown preset or a non-positive ``fan_in``."""
+    if preset not in INIT_PRESETS:
+        raise ValueError(f"init_preset={preset!r} is not a preset; accepted: "
+                         f"{list(INIT_PRESETS)}")
+    if not isinstance(fan_in, int) or fan_in <= 0:
+        raise ValueError(f"fan_in must be a positive int; got {fan_in!r}")
+    if preset == "pytorch":
+        bound = 1.0 / float(fan_in) ** 0.5
+
+        def uniform(key, shape, dtype=jnp.float32):
+            return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+        return uniform, uniform
+    if preset == "keras":
+        return INITIALIZERS["glorot_uniform"], INITIALIZERS["zeros"]
+    return INITIALIZERS["lecun_normal"], INITIALIZERS["zeros"]
+
+
 def init_blocks(init_name: str, key: jax.Array, rows: int, hidden: int, blocks: int, dtype,
                 field: str) -> jax.Array:
     """A ``[rows, blocks*hidden]`` matrix initialised one ``[rows, hidden]`` gate block at a
