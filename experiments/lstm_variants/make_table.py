@@ -9,7 +9,8 @@ and ``variants.png``. Variants are named as in Greff et al. (2017): ``cell=peeph
 ``cell.variant=...`` is V (vanilla), NIG, NFG, NOG, NIAF, NOAF, CIFG, FGR; ``cell=lstm`` with
 the vanilla variant is NP (no peepholes). Metrics: temporal order, the held-out accuracy after
 the last update and the first evaluation step at which the seed's accuracy reached 0.99
-("steps to solve"; the run's length when it never did); sunspots, the test-span RMSE in the
+("steps to solve"; "never" if it did not, counted as the run's length in the figure's
+mean); sunspots, the test-span RMSE in the
 series' units (sunspot numbers) beside the naive forecast's.
 """
 
@@ -35,12 +36,14 @@ def label(cfg: dict) -> str:
     return "V" if variant == "vanilla" else variant.upper()
 
 
-def steps_to_solve(run: Path, seeds: int, last: int, threshold: float = 0.99) -> list[int]:
-    first = {s: last for s in range(seeds)}
+def steps_to_solve(run: Path, seeds: int, threshold: float = 0.99) -> list[int | None]:
+    """Per seed, the first evaluation step with accuracy >= threshold (None: never)."""
+    first: dict[int, int | None] = {s: None for s in range(seeds)}
     for line in (run / "metrics.jsonl").read_text().splitlines():
         rec = json.loads(line)
         if rec.get("split") == "eval" and rec.get("accuracy", 0) >= threshold:
-            first[rec["seed"]] = min(first[rec["seed"]], rec["step"])
+            seen = first[rec["seed"]]
+            first[rec["seed"]] = rec["step"] if seen is None else min(seen, rec["step"])
     return [first[s] for s in range(seeds)]
 
 
@@ -58,9 +61,12 @@ def collect(folders: list[Path]) -> pd.DataFrame:
         else:
             values = [summary["per_seed"][str(s)]["accuracy"] for s in range(len(
                 summary["per_seed"]))]
-            solve = steps_to_solve(run, len(values), summary["steps_run"])
-            row.update(steps_to_solve_mean=float(np.mean(solve)),
-                       steps_to_solve=" ".join(map(str, solve)), metric="accuracy")
+            solve = steps_to_solve(run, len(values))
+            last = summary["steps_run"]  # a seed that never solved counts as the run's length
+            row.update(steps_to_solve_mean=float(np.mean([last if s is None else s
+                                                          for s in solve])),
+                       steps_to_solve=" ".join("never" if s is None else str(s) for s in solve),
+                       metric="accuracy")
         row.update(mean=float(np.mean(values)), std=float(np.std(values)),
                    seeds=" ".join(f"{v:.4g}" for v in values))
         rows.append(row)
@@ -73,10 +79,10 @@ def markdown(df: pd.DataFrame) -> str:
     out = []
     recall = df[df.task != "forecast"]
     if len(recall):
-        out += ["| variant | params | accuracy (mean ± std) | steps to 0.99 (per seed) |",
-                "| --- | --- | --- | --- |"]
+        out += ["| variant | params | accuracy (mean ± std) | per seed | steps to 0.99 |",
+                "| --- | --- | --- | --- | --- |"]
         out += [f"| {r.variant} | {r.params:,} | {r['mean']:.3f} ± {r['std']:.3f} | "
-                f"{r.steps_to_solve} |" for _, r in recall.iterrows()]
+                f"{r.seeds} | {r.steps_to_solve} |" for _, r in recall.iterrows()]
         out.append("")
     fc = df[df.task == "forecast"]
     if len(fc):
