@@ -10,12 +10,14 @@ with Hydra's message naming the key. Cell and task schemas are generated from th
 
 import dataclasses
 import secrets
+import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from rnnlab import plugins
 from rnnlab.cells import CELLS, cell_schema
 from rnnlab.tasks import TASKS, task_schema
 
@@ -140,11 +142,14 @@ def data_file(name: str) -> str:
     return str(path)
 
 
-def register_configs() -> None:
-    """Stores the schemas (and the experiment presets) in Hydra's ConfigStore, and registers
-    two resolvers: ``rnnlab_id`` in the run-folder names (cached per config, so every reading
-    of ``hydra.run.dir`` within one run, and every job of a sweep, sees the same id) and
-    ``rnnlab_data`` (:func:`data_file`)."""
+def register_configs(overrides: list[str] | None = None) -> None:
+    """Stores the schemas (and the experiment presets) in Hydra's ConfigStore, after loading
+    the cell and task plugins and the class paths that ``overrides`` (default: the command
+    line, ``sys.argv[1:]``) choose, e.g. ``cell=mypkg.cells.MyCell`` (see :mod:`rnnlab.plugins`),
+    and registers two resolvers: ``rnnlab_id`` in the run-folder names (cached per config, so
+    every reading of ``hydra.run.dir`` within one run, and every job of a sweep, sees the same
+    id) and ``rnnlab_data`` (:func:`data_file`)."""
+    plugins.prepare(sys.argv[1:] if overrides is None else list(overrides))
     if not OmegaConf.has_resolver("rnnlab_id"):
         OmegaConf.register_new_resolver("rnnlab_id", _random_id, use_cache=True)
     if not OmegaConf.has_resolver("rnnlab_data"):
@@ -159,6 +164,7 @@ def register_configs() -> None:
     cs.store(group="schema/optim", name="optim", node=OptimConfig)
     cs.store(group="schema/train", name="train", node=TrainConfig)
     cs.store(group="schema/logger", name="logger", node=LoggerConfig)
+    plugins.store(cs, config_dir())
     exp = experiments_dir()
     if exp is not None:
         for preset in sorted(exp.glob("*/config.yaml")):
@@ -174,6 +180,6 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    register_configs()
+    register_configs(list(overrides or []))
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides or []))

@@ -40,6 +40,11 @@ Keras (``layer.get_weights()`` order):
 
 Keras layers built with ``use_bias=False`` are not supported (pass a zero bias instead).
 
+Whole models: :func:`model_to_keras` and :func:`model_from_keras` move a
+:class:`~rnnlab.models.SequenceModel` (recurrent stack, optionally bidirectional, and the dense
+head) to and from the ``get_weights()`` list of the Keras ``Sequential`` with the same layers
+(the seed notes' ``LSTM(return_sequences=True) ... Dropout ... Dense`` models).
+
 Cells are named by their registry name (``"lstm"``, ``"gru"``, ``"rnn"``, ``"peephole"``) or
 given as cell instances; an instance is also checked against what the other framework can
 express (width, activations, ``reset_after``).
@@ -68,8 +73,8 @@ import numpy as np
 from rnnlab.cells.base import Cell, HiddenCarry, LSTMCarry
 
 __all__ = [
-    "carries_from_torch", "carries_to_torch", "from_keras", "from_torch", "stack_from_torch",
-    "stack_to_torch", "to_keras", "to_torch",
+    "carries_from_torch", "carries_to_torch", "from_keras", "from_torch", "model_from_keras",
+    "model_to_keras", "stack_from_torch", "stack_to_torch", "to_keras", "to_torch",
 ]
 
 NumpyParams = dict[str, np.ndarray]
@@ -121,6 +126,9 @@ def _layout(cell: str | Cell) -> tuple[str, _Layout]:
         raise TypeError(f"cell must be a cell name or a Cell instance; got {type(cell).__name__}")
     if name not in _LAYOUTS:
         raise ValueError(f"cell {name!r} has no conversion; convertible cells: {sorted(_LAYOUTS)}")
+    if isinstance(cell, Cell) and getattr(cell, "variant", "vanilla") != "vanilla":
+        raise ValueError(f"cell.variant={cell.variant!r} has no PyTorch or Keras layer; only "
+                         "variant='vanilla' converts")
     return name, _LAYOUTS[name]
 
 
@@ -493,3 +501,94 @@ def from_keras(cell: str | Cell, weights: Sequence[Any], *, dtype=None) -> Numpy
     if dtype is not None:
         checked = {k: v.astype(dtype) for k, v in checked.items()}
     return checked
+
+
+# ---- whole models (Keras) --------------------------------------------------------------------
+def _model_layers(model) -> list[tuple[str, Any, bool]]:
+    """``(params key, cell, reverse)`` of every recurrent layer of a SequenceModel, in Keras'
+    weight order (``Bidirectional``: forward, then backward)."""
+    from rnnlab.models import SequenceModel
+
+    if not isinstance(model, SequenceModel):
+        raise TypeError(f"model must be a rnnlab.models.SequenceModel; got {type(model).__name__}")
+    if model.learn_initial_carry:
+        raise ValueError("model.learn_initial_carry=True has no Keras counterpart (Keras' "
+                         "recurrent layers start from zeros)")
+    if model.bidirectional and model.merge != "concat":
+        raise ValueError(f"model.merge={model.merge!r}: only 'concat' (Keras' Bidirectional "
+                         "merge_mode='concat' default) is converted")
+    layers = []
+    for i, cell in enumerate(model.cells):
+        layers.append((f"layer_{i}", cell, False))
+        if model.bidirectional:
+            layers.append((f"layer_{i}_reverse", cell, True))
+    return layers
+
+
+def _dense_names(model) -> list[str]:
+    return [f"head_{i}" for i in range(len(model.head_sizes))] + ["output"]
+
+
+def model_to_keras(model, params: Mapping[str, Any]) -> list[np.ndarray]:
+    """A :class:`~rnnlab.models.SequenceModel`'s parameters as the ``get_weights()`` list of
+    the Keras model with the same layers: each recurrent layer's weights (:func:`to_keras`;
+    a bidirectional layer: forward then backward, as ``keras.layers.Bidirectional``), then
+    each ``Dense`` of the head (``head_sizes``, then the output layer) as ``[kernel [in,
+    out], bias [out]]``, Keras' own layout. ``Dropout`` layers have no weights. Load it with
+    ``keras_model.set_weights(weights)``.
+
+    Args:
+      model: the SequenceModel (its cells give the layouts).
+      params: ``model.init(...)["params"]`` (or the ``params`` collection's dict).
+
+    Raises:
+      TypeError, ValueError: a model or parameters Keras cannot express (learned initial
+        carry, ``merge="sum"``, a cell without a Keras layer, missing keys)."""
+    if "params" in params and "recurrent" not in params:
+        params = params["params"]
+    out: list[np.ndarray] = []
+    stack = params["recurrent"]
+    for key, cell, _ in _model_layers(model):
+        if key not in stack:
+            raise ValueError(f"params['recurrent'] has no {key!r}; got {sorted(stack)}")
+        out.extend(to_keras(cell, stack[key]["cell"]))
+    for name in _dense_names(model):
+        out.append(_as_numpy(params[name]["kernel"], f"{name}.kernel"))
+        out.append(_as_numpy(params[name]["bias"], f"{name}.bias"))
+    return out
+
+
+def model_from_keras(model, weights: Sequence[Any], *, dtype=None) -> dict[str, Any]:
+    """The inverse of :func:`model_to_keras`: a Keras model's ``get_weights()`` list as the
+    ``params`` dict of ``model`` (use it as ``model.apply({"params": params}, x)``).
+
+    Raises:
+      ValueError: the list's length or any array's shape does not fit ``model``."""
+    weights = list(weights)
+    params: dict[str, Any] = {"recurrent": {}}
+    at = 0
+    for key, cell, _ in _model_layers(model):
+        _, lay = _layout(cell)
+        n = 3 + (3 if "peephole" in lay.extra else 0)
+        if at + n > len(weights):
+            raise ValueError(f"the Keras weights end at layer {key} (need {at + n} arrays, got "
+                             f"{len(weights)})")
+        cell_params = from_keras(cell, weights[at:at + n], dtype=dtype)
+        params["recurrent"][key] = {"cell": cell_params}
+        at += n
+    widths = [*model.head_sizes, model.output_size]
+    for name, width in zip(_dense_names(model), widths, strict=True):
+        if at + 2 > len(weights):
+            raise ValueError(f"the Keras weights end before Dense layer {name!r}")
+        kernel = _as_numpy(weights[at], f"weights[{at}]")
+        bias = _as_numpy(weights[at + 1], f"weights[{at + 1}]")
+        if kernel.ndim != 2 or kernel.shape[1] != width or bias.shape != (width,):
+            raise ValueError(f"Keras Dense {name!r} must be kernel [in, {width}] and bias "
+                             f"[{width}]; got {kernel.shape} and {bias.shape}")
+        if dtype is not None:
+            kernel, bias = kernel.astype(dtype), bias.astype(dtype)
+        params[name] = {"kernel": kernel, "bias": bias}
+        at += 2
+    if at != len(weights):
+        raise ValueError(f"the model takes {at} Keras arrays; got {len(weights)}")
+    return params

@@ -8,7 +8,11 @@ Example (in a test file, or a notebook; nothing here needs pytest)::
     >>> from rnnlab.testing import check_cell
     >>> check_cell(GRU(hidden_size=4), input_size=3)  # raises AssertionError on a failure
 
-:func:`check_cell` runs every check below; each one can also be called on its own.
+:func:`check_cell` runs every check below; each one can also be called on its own. A failure
+raises ``AssertionError`` whose message starts with the cell, then ``rule <name>:`` (one of
+:data:`RULES`), then what was received, with shapes and dtypes; an exception raised inside the
+cell's own code (a shape mismatch in ``step``, say) is caught and reported the same way, with
+the shapes of the arguments the cell was called with.
 
 * :func:`check_init`: ``init`` gives ``param_dtype`` leaves and ``param_count`` equals the
   number of scalars in the tree (at two input sizes); ``initial_carry`` is a ``carry_type``
@@ -44,6 +48,21 @@ import numpy as np
 
 from rnnlab.cells.base import Cell, dtype_of
 from rnnlab.recurrent import loop_driver, scan_driver
+
+# The contract's rules, as named in failure messages.
+RULES = {
+    "param_count": "param_count(D) equals the number of scalars init(key, D) creates",
+    "param_dtype": "every parameter leaf has param_dtype",
+    "carry_type": "initial_carry and step return cell.carry_type, a NamedTuple with an h field",
+    "carry_shape": "every carry field is [B, H] in the compute dtype; initial_carry is zeros",
+    "project": "project(params, x_BxTxD) gives [B, T, G] and refuses a wrong feature count",
+    "step": "step(params, carry, xp_BxG) -> (carry, h_BxH) runs on [B, G] projections",
+    "output": "step's output h_BxH is [B, H] and equals the new carry's h",
+    "transforms": "jit, vmap and grad agree with eager code; every parameter gets a gradient",
+    "driver": "the scan driver equals the Python loop driver (reverse, unroll, lengths)",
+    "masking": "padded steps change nothing: padded outputs are zeros, carries unchanged",
+    "reference": "the cell matches its float64 NumPy reference",
+}
 
 # (params as float64 NumPy arrays, carry of float64 [B, H] arrays, x_BxD float64)
 #   -> (new carry, h_BxH)
@@ -99,6 +118,42 @@ def _name(cell: Cell) -> str:
     return f"{type(cell).__name__}(hidden_size={cell.hidden_size})"
 
 
+def _rule(cell: Cell, rule: str) -> str:
+    """The head of a failure message: the cell and the broken rule."""
+    return f"{_name(cell)}: rule {rule} ({RULES[rule]})"
+
+
+def describe(tree) -> str:
+    """Shapes and dtypes of a tree, e.g. ``HiddenCarry(h=float32[3, 4])``, for messages."""
+    def leaf(v):
+        if hasattr(v, "shape") and hasattr(v, "dtype"):
+            return f"{v.dtype}[{', '.join(map(str, v.shape))}]"
+        return type(v).__name__
+
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        inner = ", ".join(f"{k}={describe(v)}" for k, v in tree._asdict().items())
+        return f"{type(tree).__name__}({inner})"
+    if isinstance(tree, dict):
+        return "{" + ", ".join(f"{k}: {describe(v)}" for k, v in tree.items()) + "}"
+    if isinstance(tree, list | tuple):
+        inner = ", ".join(describe(v) for v in tree)
+        return f"{type(tree).__name__}({inner})"
+    return leaf(tree)
+
+
+def _call(cell: Cell, rule: str, what: str, fn, *args):
+    """``fn(*args)``; an exception inside the cell's code becomes an ``AssertionError`` naming
+    the rule, the call and the shapes of its arguments."""
+    try:
+        return fn(*args)
+    except AssertionError:
+        raise
+    except Exception as err:
+        shapes = ", ".join(describe(a) for a in args)
+        raise AssertionError(f"{_rule(cell, rule)}: {what} raised {type(err).__name__} when "
+                             f"called with ({shapes}): {err}") from err
+
+
 def _cache_by_cell(build):
     """Caches ``build(cell, **options)`` per (hashable) cell, so that the checks share compiled
     programs; a cell that cannot be hashed is simply rebuilt each time."""
@@ -129,68 +184,88 @@ def _setup(cell: Cell, input_size: int, seed: int, batch_size: int = BATCH, time
 # ---- the checks -------------------------------------------------------------------------------
 def check_init(cell: Cell, input_size: int, *, seed: int = 0) -> None:
     """Param dtypes, ``param_count`` against the tree (two input sizes), ``initial_carry``."""
-    name = _name(cell)
     key = jax.random.key(seed)
     pdt = jnp.dtype(dtype_of(cell.param_dtype))
+    carry_type = cell.carry_type
+    assert isinstance(carry_type, type) and issubclass(carry_type, tuple) and hasattr(
+        carry_type, "_fields") and "h" in carry_type._fields, (
+        f"{_rule(cell, 'carry_type')}: carry_type is {carry_type!r}; expected a NamedTuple "
+        "class with an 'h' field (HiddenCarry, LSTMCarry or your own)")
     for d in (input_size, input_size + 2):
-        shapes = jax.eval_shape(functools.partial(cell.init, input_size=d), key)
+        shapes = _call(cell, "param_count", f"init(key, {d})",
+                       functools.partial(jax.eval_shape, functools.partial(cell.init,
+                                                                           input_size=d)), key)
         real = int(sum(np.prod(s.shape, dtype=np.int64) for s in jax.tree.leaves(shapes)))
-        assert cell.param_count(d) == real, (
-            f"{name}.param_count({d}) = {cell.param_count(d)} but init({d}) has {real} scalars "
-            f"({jax.tree.map(lambda s: s.shape, shapes)})")
+        count = _call(cell, "param_count", f"param_count({d})", cell.param_count, d)
+        assert count == real, (
+            f"{_rule(cell, 'param_count')}: param_count({d}) = {count} but init({d}) has "
+            f"{real} scalars ({jax.tree.map(lambda s: s.shape, shapes)})")
         for path, leaf in jax.tree_util.tree_flatten_with_path(shapes)[0]:
-            assert leaf.dtype == pdt, (f"{name}: param {jax.tree_util.keystr(path)} has dtype "
-                                       f"{leaf.dtype}; param_dtype is {cell.param_dtype}")
+            assert leaf.dtype == pdt, (f"{_rule(cell, 'param_dtype')}: param "
+                                       f"{jax.tree_util.keystr(path)} has dtype {leaf.dtype}; "
+                                       f"param_dtype is {cell.param_dtype}")
     params, _, _ = _setup(cell, input_size, seed)
-    carry = cell.initial_carry(params, BATCH)
-    assert isinstance(carry, cell.carry_type), (
-        f"{name}.initial_carry returned {type(carry).__name__}; expected {cell.carry_type}")
-    assert "h" in carry._fields, f"{name}: the carry needs an 'h' field; got {carry._fields}"
+    carry = _call(cell, "carry_type", f"initial_carry(params, {BATCH})", cell.initial_carry,
+                  params, BATCH)
+    assert isinstance(carry, carry_type), (
+        f"{_rule(cell, 'carry_type')}: initial_carry returned {describe(carry)}; expected a "
+        f"{carry_type.__name__}")
     cdt = jnp.dtype(dtype_of(cell.dtype))
     for field, value in carry._asdict().items():
         assert value.shape == (BATCH, cell.hidden_size) and value.dtype == cdt, (
-            f"{name}: initial carry field {field!r} is {value.dtype}{value.shape}; expected "
-            f"{cdt}{(BATCH, cell.hidden_size)}")
-        np.testing.assert_array_equal(np.asarray(value), np.zeros(value.shape),
-                                      err_msg=f"{name}: initial carry {field!r} is not zeros")
+            f"{_rule(cell, 'carry_shape')}: initial carry field {field!r} is "
+            f"{value.dtype}{list(value.shape)}; expected {cdt}[B={BATCH}, H={cell.hidden_size}]")
+        np.testing.assert_array_equal(
+            np.asarray(value), np.zeros(value.shape),
+            err_msg=f"{_rule(cell, 'carry_shape')}: initial carry {field!r} is not zeros")
 
 
 def check_shapes(cell: Cell, input_size: int, *, seed: int = 0) -> None:
     """``project`` and ``step`` shapes and dtypes; ``project`` rejects a wrong feature count;
     the step's output is the new carry's ``h``."""
-    name = _name(cell)
     params, x_BxTxD, carry = _setup(cell, input_size, seed)
     B, T, _ = x_BxTxD.shape
+    H, G = cell.hidden_size, cell.gate_size
     cdt = jnp.dtype(dtype_of(cell.dtype))
-    xp_BxTxG = jax.eval_shape(cell.project, params, x_BxTxD)
-    assert xp_BxTxG.shape == (B, T, cell.gate_size) and xp_BxTxG.dtype == cdt, (
-        f"{name}.project gave {xp_BxTxG.dtype}{xp_BxTxG.shape}; expected "
-        f"{cdt}{(B, T, cell.gate_size)} (G = gate_size = {cell.num_gates}·H)")
+    xp_BxTxG = _call(cell, "project", "project(params, x_BxTxD)",
+                     functools.partial(jax.eval_shape, cell.project), params, x_BxTxD)
+    assert xp_BxTxG.shape == (B, T, G) and xp_BxTxG.dtype == cdt, (
+        f"{_rule(cell, 'project')}: project gave {describe(xp_BxTxG)}; expected "
+        f"{cdt}[B={B}, T={T}, G={G}] (G = gate_size = {cell.num_gates} gates · H={H})")
     wrong = jax.ShapeDtypeStruct((B, T, input_size + 1), cdt)
     try:
         jax.eval_shape(cell.project, params, wrong)
     except ValueError:
         pass
+    except Exception as err:
+        raise AssertionError(
+            f"{_rule(cell, 'project')}: project on {input_size + 1} features (params for "
+            f"input_size={input_size}) raised {type(err).__name__} ({err}); it must raise "
+            "ValueError naming the shapes (Cell.check_input does)") from err
     else:
-        raise AssertionError(f"{name}.project accepted {input_size + 1} features from params "
-                             f"initialised for input_size={input_size}; it must raise ValueError")
-    new_carry, h_BxH = jax.eval_shape(
-        cell.step, params, carry, jax.ShapeDtypeStruct((B, cell.gate_size), cdt))
+        raise AssertionError(f"{_rule(cell, 'project')}: project accepted {input_size + 1} "
+                             f"features from params initialised for input_size={input_size}; "
+                             "it must raise ValueError")
+    xp_BxG = jax.ShapeDtypeStruct((B, G), cdt)
+    new_carry, h_BxH = _call(cell, "step", "step(params, carry, xp_BxG)",
+                             functools.partial(jax.eval_shape, cell.step), params, carry, xp_BxG)
     assert type(new_carry) is type(carry), (
-        f"{name}.step returned a {type(new_carry).__name__} carry; expected "
-        f"{type(carry).__name__} (lax.scan needs the same structure every step)")
+        f"{_rule(cell, 'carry_type')}: step returned the carry {describe(new_carry)}; expected "
+        f"a {type(carry).__name__} like {describe(carry)} (lax.scan needs the same structure "
+        "every step)")
     for field in carry._fields:
         old, new = getattr(carry, field), getattr(new_carry, field)
         assert new.shape == old.shape and new.dtype == old.dtype, (
-            f"{name}.step changed carry field {field!r} from {old.dtype}{old.shape} to "
-            f"{new.dtype}{new.shape}")
-    assert h_BxH.shape == (B, cell.hidden_size) and h_BxH.dtype == cdt, (
-        f"{name}.step output is {h_BxH.dtype}{h_BxH.shape}; expected {cdt}{(B, cell.hidden_size)}")
+            f"{_rule(cell, 'carry_shape')}: step changed carry field {field!r} from "
+            f"{describe(old)} to {describe(new)}")
+    assert h_BxH.shape == (B, H) and h_BxH.dtype == cdt, (
+        f"{_rule(cell, 'output')}: step output is {describe(h_BxH)}; expected "
+        f"{cdt}[B={B}, H={H}]")
     new_carry, h_BxH = _project_step(cell)(params, carry, x_BxTxD)
     np.testing.assert_array_equal(
         np.asarray(h_BxH), np.asarray(new_carry.h),
-        err_msg=f"{name}.step output differs from the new carry's h (readout='last' and the "
-                "gradient probe read carry.h as the output)")
+        err_msg=f"{_rule(cell, 'output')}: the step's output differs from the new carry's h "
+                "(readout='last' and the gradient probe read carry.h as the output)")
 
 
 @_cache_by_cell
@@ -224,7 +299,7 @@ def _loss_grad_jvp(cell: Cell):
 
 def check_transforms(cell: Cell, input_size: int, *, seed: int = 0) -> None:
     """``jit``, ``vmap`` and ``grad`` work and agree with the untransformed functions."""
-    name = _name(cell)
+    name = _rule(cell, "transforms")
     params, x_BxTxD, carry = _setup(cell, input_size, seed)
     xp_BxTxG = cell.project(params, x_BxTxD)
     eager = cell.step(params, carry, xp_BxTxG[:, 0])
@@ -290,7 +365,7 @@ def _hand_loop(cell: Cell, params, xp_BxTxG, carry, reverse: bool):
 def check_drivers(cell: Cell, input_size: int, *, seed: int = 0) -> None:
     """``scan_driver`` equals ``loop_driver``, forward and reverse: eager and jitted, unroll 1
     and 3, without sequence lengths and with them (one of them 0)."""
-    name = _name(cell)
+    name = _rule(cell, "driver")
     params, x_BxTxD, carry = _setup(cell, input_size, seed)
     T = x_BxTxD.shape[1]
     xp_BxTxG = cell.project(params, x_BxTxD)
@@ -317,7 +392,7 @@ def check_drivers(cell: Cell, input_size: int, *, seed: int = 0) -> None:
 
 def check_masking(cell: Cell, input_size: int, *, seed: int = 0) -> None:
     """A padded batch with ``seq_lengths`` equals the sequences run one by one, unpadded."""
-    name = _name(cell)
+    name = _rule(cell, "masking")
     params, x_BxTxD, carry = _setup(cell, input_size, seed)
     T = x_BxTxD.shape[1]
     lengths = [T, T - 3, 1][:BATCH]
@@ -350,7 +425,7 @@ def check_numpy_reference(cell: Cell, input_size: int, numpy_step: NumpyStep, *,
     arrays in the cell's documented layout, the carry as ``cell.carry_type`` of float64
     arrays and the raw input of one step (not the projection: the reference transcribes the
     whole equation)."""
-    name = _name(cell)
+    name = _rule(cell, "reference")
     params, x_BxTxD, carry = _setup(cell, input_size, seed)
     run = _driver(cell, reverse=False, unroll=1, use_jit=True)
     y_BxTxH, final = run(params, cell.project(params, x_BxTxD), carry, None)

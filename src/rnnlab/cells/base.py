@@ -107,6 +107,66 @@ def check_dtype_available(name: str, field: str) -> None:
                          "choose one of float32, bfloat16, float16")
 
 
+# Initialisation presets (``cell.init_preset``): each reproduces one framework's defaults for its
+# own layers. Roles: kernel [D, G], recurrent [H, G], bias [G] (and a GRU's recurrent bias),
+# peephole [k, H]; the LSTM family's forget-gate bias is part of the preset too.
+#   rnnlab  kernel_init (Glorot-uniform, fused), recurrent_init per [H, H] gate block
+#           (orthogonal), bias_init (zeros), forget bias cell.forget_bias
+#   pytorch every weight and bias U(-1/sqrt(H), 1/sqrt(H)) (torch.nn.LSTM/GRU/RNN's
+#           reset_parameters); the LSTM's and RNN's single bias here is PyTorch's
+#           bias_ih + bias_hh, so it is the sum of two such draws; no forget bias
+#   keras   Glorot-uniform over the fused [D, G] kernel, orthogonal over the fused [H, G]
+#           recurrent kernel (rows orthonormal), zero biases, forget bias 1
+#           (unit_forget_bias=True); peepholes Glorot-uniform per [H] vector as TF's
+#           PeepholeLSTMCell (limit sqrt(3/H))
+#   flax    LeCun-normal kernels (truncated normal, std 1/sqrt(D)), orthogonal [H, H]
+#           recurrent blocks (one nn.Dense per gate), zero biases, no forget bias
+#           (flax.linen.LSTMCell/GRUCell/SimpleCell)
+INIT_PRESETS = ("rnnlab", "pytorch", "keras", "flax")
+# fields a preset other than rnnlab sets itself (they must stay at their defaults)
+PRESET_FIELDS = ("kernel_init", "recurrent_init", "bias_init", "forget_bias", "peephole_init")
+
+
+def torch_uniform(hidden_size: int, draws: int = 1):
+    """PyTorch's RNN initializer, U(-1/sqrt(H), 1/sqrt(H)); ``draws=2`` sums two draws (the
+    sum of PyTorch's ``bias_ih`` and ``bias_hh``)."""
+    bound = 1.0 / float(hidden_size) ** 0.5
+
+    def init(key, shape, dtype):
+        keys = jax.random.split(key, draws)
+        return sum(jax.random.uniform(k, shape, dtype, -bound, bound) for k in keys)
+
+    return init
+
+
+def dense_initializers(preset: str, fan_in: int):
+    """``(kernel_init, bias_init)`` of a dense layer with ``fan_in`` inputs (the model's head,
+    ``kernel [in, out]``) under an init preset, as that framework's own dense layer draws them:
+
+    * ``pytorch``: ``torch.nn.Linear.reset_parameters``: kernel ``kaiming_uniform(a=sqrt(5))``,
+      which is U(-1/sqrt(in), 1/sqrt(in)), and bias U(-1/sqrt(in), 1/sqrt(in));
+    * ``keras``: ``keras.layers.Dense``: Glorot-uniform kernel, zero bias;
+    * ``flax`` and ``rnnlab``: ``flax.linen.Dense``: LeCun-normal kernel, zero bias.
+
+    Raises:
+      ValueError: an unknown preset or a non-positive ``fan_in``."""
+    if preset not in INIT_PRESETS:
+        raise ValueError(f"init_preset={preset!r} is not a preset; accepted: "
+                         f"{list(INIT_PRESETS)}")
+    if not isinstance(fan_in, int) or fan_in <= 0:
+        raise ValueError(f"fan_in must be a positive int; got {fan_in!r}")
+    if preset == "pytorch":
+        bound = 1.0 / float(fan_in) ** 0.5
+
+        def uniform(key, shape, dtype=jnp.float32):
+            return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+        return uniform, uniform
+    if preset == "keras":
+        return INITIALIZERS["glorot_uniform"], INITIALIZERS["zeros"]
+    return INITIALIZERS["lecun_normal"], INITIALIZERS["zeros"]
+
+
 def init_blocks(init_name: str, key: jax.Array, rows: int, hidden: int, blocks: int, dtype,
                 field: str) -> jax.Array:
     """A ``[rows, blocks*hidden]`` matrix initialised one ``[rows, hidden]`` gate block at a
@@ -129,6 +189,10 @@ class Cell:
       bias_init: initializer of the biases.
       dtype: computation dtype.
       param_dtype: parameter dtype.
+      init_preset: ``rnnlab`` (the fields above), or ``pytorch``, ``keras``, ``flax``: that
+        framework's default initialisation (see :data:`INIT_PRESETS`); a preset other than
+        ``rnnlab`` sets the initializer fields and the forget bias itself, which must then be
+        left at their defaults.
     """
 
     hidden_size: int = 128
@@ -137,9 +201,13 @@ class Cell:
     bias_init: str = "zeros"
     dtype: str = "float32"
     param_dtype: str = "float32"
+    init_preset: str = "rnnlab"
 
     gates: ClassVar[tuple[str, ...]] = ()
     carry_type: ClassVar[type] = HiddenCarry
+    # PyTorch splits this cell's bias in two summed vectors (LSTM, RNN): the pytorch preset
+    # then draws the bias as the sum of two uniforms
+    torch_two_biases: ClassVar[bool] = False
 
     def __post_init__(self):
         if (not isinstance(self.hidden_size, int) or isinstance(self.hidden_size, bool)
@@ -151,6 +219,16 @@ class Cell:
         vector_initializer(self.bias_init, "cell.bias_init")
         for field in ("dtype", "param_dtype"):
             check_dtype_available(getattr(self, field), f"cell.{field}")
+        if self.init_preset not in INIT_PRESETS:
+            raise ValueError(f"cell.init_preset={self.init_preset!r} is not a preset; accepted: "
+                             f"{list(INIT_PRESETS)}")
+        if self.init_preset != "rnnlab":
+            for f in dataclasses.fields(self):
+                if f.name in PRESET_FIELDS and getattr(self, f.name) != f.default:
+                    raise ValueError(
+                        f"cell.{f.name}={getattr(self, f.name)!r} conflicts with "
+                        f"cell.init_preset={self.init_preset!r}, which sets it; leave "
+                        f"cell.{f.name} at {f.default!r} or use init_preset='rnnlab'")
 
     # ---- contract -------------------------------------------------------------------------
     @property
@@ -216,6 +294,34 @@ class Cell:
         dt = dtype_of(self.dtype)
         return {k: v.astype(dt) for k, v in params.items()}
 
+    # ---- initialisation (the preset decides) ------------------------------------------------
+    def kernel_initializer(self):
+        """Initializer of the input kernel ``[D, G]`` under ``init_preset``."""
+        return {"rnnlab": lambda: initializer(self.kernel_init, "cell.kernel_init"),
+                "pytorch": lambda: torch_uniform(self.hidden_size),
+                "keras": lambda: INITIALIZERS["glorot_uniform"],
+                "flax": lambda: INITIALIZERS["lecun_normal"]}[self.init_preset]()
+
+    def recurrent_kernel(self, key: jax.Array, rows: int, blocks: int, dtype) -> jax.Array:
+        """A ``[rows, blocks*H]`` recurrent matrix under ``init_preset`` (per ``[rows, H]``
+        block for rnnlab and flax, fused for keras, elementwise for pytorch)."""
+        H = self.hidden_size
+        if self.init_preset == "pytorch":
+            return torch_uniform(H)(key, (rows, blocks * H), dtype)
+        if self.init_preset == "keras":
+            return INITIALIZERS["orthogonal"](key, (rows, blocks * H), dtype)
+        name = self.recurrent_init if self.init_preset == "rnnlab" else "orthogonal"
+        return init_blocks(name, key, rows, H, blocks, dtype, "cell.recurrent_init")
+
+    def bias_initializer(self, summed: bool = False):
+        """Initializer of a bias under ``init_preset``; ``summed``: the bias stands for
+        PyTorch's ``bias_ih + bias_hh`` (two draws under the pytorch preset)."""
+        if self.init_preset == "pytorch":
+            return torch_uniform(self.hidden_size, 2 if summed else 1)
+        if self.init_preset == "rnnlab":
+            return vector_initializer(self.bias_init, "cell.bias_init")
+        return INITIALIZERS["zeros"]
+
     def _dense_params(self, key: jax.Array, input_size: int) -> Params:
         """``kernel [D, G]``, ``recurrent_kernel [H, G]`` and ``bias [G]``, gate blocks in
         ``self.gates`` order. The input kernel is initialised as one fused matrix (Keras'
@@ -227,9 +333,7 @@ class Cell:
         pdt = dtype_of(self.param_dtype)
         H, n = self.hidden_size, self.num_gates
         return {
-            "kernel": initializer(self.kernel_init, "cell.kernel_init")(
-                k_in, (input_size, n * H), pdt),
-            "recurrent_kernel": init_blocks(self.recurrent_init, k_rec, H, H, n, pdt,
-                                            "cell.recurrent_init"),
-            "bias": vector_initializer(self.bias_init, "cell.bias_init")(k_b, (n * H,), pdt),
+            "kernel": self.kernel_initializer()(k_in, (input_size, n * H), pdt),
+            "recurrent_kernel": self.recurrent_kernel(k_rec, H, n, pdt),
+            "bias": self.bias_initializer(summed=self.torch_two_biases)(k_b, (n * H,), pdt),
         }

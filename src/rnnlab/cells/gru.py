@@ -29,7 +29,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from rnnlab.cells.base import Cell, HiddenCarry, Params, activation, vector_initializer
+from rnnlab.cells.base import Cell, HiddenCarry, Params, activation
 from rnnlab.cells.registry import register_cell
 
 
@@ -60,7 +60,7 @@ class GRU(Cell):
         k_dense, k_rb = jax.random.split(key)
         params = self._dense_params(k_dense, input_size)
         if self.reset_after:
-            params["recurrent_bias"] = vector_initializer(self.bias_init, "cell.bias_init")(
+            params["recurrent_bias"] = self.bias_initializer()(
                 k_rb, (3 * self.hidden_size,), params["bias"].dtype)
         return params
 

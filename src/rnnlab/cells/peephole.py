@@ -14,6 +14,8 @@ Diagonal peephole weights let the gates see the cell state: the input and forget
 Parameter layout: the LSTM's (``kernel [D, 4H]``, ``recurrent_kernel [H, 4H]``, ``bias [4H]``,
 gate order ``i, f, g, o``) plus ``peephole [3, H]`` with rows ``p_i, p_f, p_o``, initialised with
 ``peephole_init`` (Glorot-uniform over the ``[3, H]`` matrix). Count: ``4(H·D + H² + H) + 3H``.
+With a ``variant`` that drops a gate, the gate's peephole row goes with it (``nig``: rows
+``p_f, p_o``; ``nog``: ``p_i, p_f``; ``nfg`` and ``cifg``: ``p_i, p_o``).
 
 Example::
 
@@ -27,7 +29,7 @@ import dataclasses
 
 import jax
 
-from rnnlab.cells.base import LSTMCarry, Params, activation, initializer
+from rnnlab.cells.base import Params, initializer, torch_uniform
 from rnnlab.cells.lstm import LSTM
 from rnnlab.cells.registry import register_cell
 
@@ -35,9 +37,14 @@ from rnnlab.cells.registry import register_cell
 @register_cell("peephole")
 @dataclasses.dataclass(frozen=True)
 class PeepholeLSTM(LSTM):
-    """LSTM with diagonal peephole connections; see the module docstring."""
+    """LSTM with diagonal peephole connections; see the module docstring. The step is
+    :meth:`LSTM.probed_step` (the probe on ``c_t`` acts before the output gate's peephole and
+    ``h_t`` read it); every ``variant`` of the LSTM applies (Greff et al. 2017's vanilla LSTM
+    is ``variant="vanilla"`` here)."""
 
     peephole_init: str = "glorot_uniform"
+
+    has_peepholes = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -46,24 +53,14 @@ class PeepholeLSTM(LSTM):
     def init(self, key: jax.Array, input_size: int) -> Params:
         k_lstm, k_peep = jax.random.split(key)
         params = super().init(k_lstm, input_size)
-        params["peephole"] = initializer(self.peephole_init)(
-            k_peep, (3, self.hidden_size), params["kernel"].dtype)
+        shape, dtype = (len(self.peephole_gates), self.hidden_size), params["kernel"].dtype
+        if self.init_preset == "pytorch":
+            params["peephole"] = torch_uniform(self.hidden_size)(k_peep, shape, dtype)
+        elif self.init_preset == "keras":
+            # TF's PeepholeLSTMCell: glorot_uniform on each [H] vector, whose fan_in and fan_out
+            # Keras both take as H: U(-sqrt(3/H), sqrt(3/H))
+            bound = (3.0 / self.hidden_size) ** 0.5
+            params["peephole"] = jax.random.uniform(k_peep, shape, dtype, -bound, bound)
+        else:  # rnnlab, and flax (which has no peephole cell)
+            params["peephole"] = initializer(self.peephole_init)(k_peep, shape, dtype)
         return params
-
-    def probed_step(self, params: Params, carry: LSTMCarry, xp_BxG: jax.Array, probe):
-        """The step; a ``probe`` is added to ``c_t`` before the output gate and ``h_t`` read
-        it, and to ``h_t`` (see :meth:`Cell.probed_step`)."""
-        act = activation(self.activation)
-        sig = activation(self.recurrent_activation)
-        p_i, p_f, p_o = params["peephole"].astype(xp_BxG.dtype)[:, None, :]  # each [1, H]
-        i, f, g, o = self.gate_preactivations(params, carry, xp_BxG)
-        c_BxH = sig(f + p_f * carry.c) * carry.c + sig(i + p_i * carry.c) * act(g)
-        if probe is not None:
-            c_BxH = c_BxH + probe.c
-        h_BxH = sig(o + p_o * c_BxH) * act(c_BxH)
-        if probe is not None:
-            h_BxH = h_BxH + probe.h
-        return LSTMCarry(h_BxH, c_BxH), h_BxH
-
-    def param_count(self, input_size: int) -> int:
-        return super().param_count(input_size) + 3 * self.hidden_size

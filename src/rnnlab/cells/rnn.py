@@ -32,6 +32,7 @@ class SimpleRNN(Cell):
 
     gates = ("h",)
     carry_type = HiddenCarry
+    torch_two_biases = True
 
     def __post_init__(self):
         super().__post_init__()

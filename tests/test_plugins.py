@@ -1,0 +1,263 @@
+"""Cells and tasks from outside rnnlab: entry points of an installed package, RNNLAB_PLUGINS
+modules, and class paths as names; their schemas reject misspelt options at compose time."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from rnnlab.cells import CELLS, SimpleRNN
+from rnnlab.cells.registry import CELL_REGISTRY
+from rnnlab.config import compose
+from rnnlab.registry import PLUGINS_ENV, PluginError, Registry, chosen_names
+from rnnlab.tasks import TASKS
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+# An outside package: one cell file, one task file, entry points for both.
+PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "extcells"
+version = "0.1"
+
+[project.entry-points."rnnlab.cells"]
+gainrnn = "extcells.cells:GainRNN"
+
+[project.entry-points."rnnlab.tasks"]
+shortcopy = "extcells.tasks:ShortCopy"
+"""
+
+CELL_FILE = '''\
+"""h' = tanh(W x + gain * U h + b): a vanilla RNN with a fixed recurrent gain."""
+import dataclasses
+
+import jax.numpy as jnp
+
+from rnnlab.cells import Cell, HiddenCarry
+
+
+@dataclasses.dataclass(frozen=True)
+class GainRNN(Cell):
+    gain: float = 0.9  # recurrent gain
+
+    gates = ("h",)
+    carry_type = HiddenCarry
+
+    def init(self, key, input_size):
+        return self._dense_params(key, input_size)
+
+    def step(self, params, carry, xp_BxG):
+        U = params["recurrent_kernel"].astype(xp_BxG.dtype)
+        h_BxH = jnp.tanh(xp_BxG + self.gain * (carry.h @ U))
+        return HiddenCarry(h_BxH), h_BxH
+
+    def param_count(self, input_size):
+        H = self.hidden_size
+        return H * input_size + H * H + H
+'''
+
+TASK_FILE = '''\
+import dataclasses
+
+from rnnlab.tasks import CopyTask
+
+
+@dataclasses.dataclass(frozen=True)
+class ShortCopy(CopyTask):
+    length: int = 2
+    copy_length: int = 3
+'''
+
+
+def install_package(root: Path) -> Path:
+    """Builds the package in ``root/extcells`` and pip-installs it into ``root/site`` (a
+    folder put on PYTHONPATH; the test's own environment is left alone)."""
+    pkg = root / "extcells"
+    (pkg / "src" / "extcells").mkdir(parents=True)
+    (pkg / "pyproject.toml").write_text(PYPROJECT)
+    (pkg / "src" / "extcells" / "__init__.py").write_text("")
+    (pkg / "src" / "extcells" / "cells.py").write_text(CELL_FILE)
+    (pkg / "src" / "extcells" / "tasks.py").write_text(TASK_FILE)
+    site = root / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--no-index", "--target", str(site), str(pkg)],
+                   check=True, capture_output=True, timeout=300)
+    assert list(site.glob("extcells-0.1.dist-info/entry_points.txt"))
+    return site
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    return install_package(tmp_path_factory.mktemp("plugin"))
+
+
+def _env(*paths) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != PLUGINS_ENV}
+    env.update(PYTHONPATH=os.pathsep.join(map(str, [SRC, *paths])), WANDB_SILENT="true",
+               HYDRA_FULL_ERROR="1")
+    return env
+
+
+def _python(code: str, env: dict, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def restore_registries():
+    """Leaves the global registries as they were (these tests register plugins in them)."""
+    cells, tasks = dict(CELLS), dict(TASKS)
+    yield
+    CELLS.clear()
+    CELLS.update(cells)
+    TASKS.clear()
+    TASKS.update(tasks)
+
+
+# ---- an installed package: entry points -------------------------------------------------------
+def test_entry_point_cell_and_task_compose_build_and_pass_check_cell(site, tmp_path):
+    proc = _python("""
+        import json
+        from hydra.errors import ConfigCompositionException
+        from rnnlab.cells import CELLS
+        from rnnlab.config import compose
+        from rnnlab.testing import check_cell
+        from rnnlab.train import build_cells, build_task
+
+        cfg = compose(["cell=gainrnn", "cell.gain=0.5", "cell.hidden_size=4",
+                       "task=shortcopy"])
+        (cell,) = build_cells(cfg)
+        task = build_task(cfg)
+        check_cell(cell, 3)
+        try:
+            compose(["cell=gainrnn", "cell.gian=0.5"])
+            typo = "accepted"
+        except ConfigCompositionException as err:
+            typo = str(err)
+        print(json.dumps({"cell": repr(cell), "task": repr(task), "typo": typo,
+                          "registered": sorted(CELLS), "cfg_name": cfg.cell.name}))
+    """, _env(site), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["cfg_name"] == "gainrnn" and "gainrnn" in out["registered"]
+    assert out["cell"].startswith("GainRNN(hidden_size=4") and "gain=0.5" in out["cell"]
+    assert out["task"] == "ShortCopy(length=2, copy_length=3, num_symbols=8)"
+    assert "Could not override 'cell.gian'" in out["typo"]
+
+
+def test_broken_entry_point_is_named(tmp_path):
+    site = tmp_path / "site"
+    dist = site / "brokenplug-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenplug\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[rnnlab.cells]\nbad = nosuchmodule.cells:Bad\n")
+    proc = _python("from rnnlab.config import compose; compose(['cell=lstm'])", _env(site),
+                   tmp_path)
+    assert proc.returncode != 0
+    assert ("PluginError: entry point bad = 'nosuchmodule.cells:Bad' (group rnnlab.cells, "
+            "distribution brokenplug) failed to load: ModuleNotFoundError") in proc.stderr
+
+
+@pytest.mark.slow
+def test_installed_cell_sweeps_and_reports_from_the_command_line(site, tmp_path):
+    # a short sweep beside the LSTM, at a matched parameter budget, then the report
+    env = _env(site)
+    args = ["-m", "cell=lstm,gainrnn", "task=shortcopy", "model.param_budget=400",
+            "train.steps=4", "train.log_every=2", "train.num_seeds=2", "train.batch_size=4",
+            "train.eval_batch_size=8", "gradients.every=2", "gradients.batch_size=4",
+            "logger.progress=false", "logger.plots=false", "logger.wandb.mode=disabled",
+            f"hydra.sweep.dir={tmp_path}/sweep"]
+    proc = subprocess.run([sys.executable, "-m", "rnnlab.run", *args], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summaries = {}
+    for path in sorted((tmp_path / "sweep").glob("*/summary.json")):
+        summary = json.loads(path.read_text())
+        summaries[summary["cell"]] = summary
+    assert sorted(summaries) == ["gainrnn", "lstm"]
+    for summary in summaries.values():
+        assert summary["status"] == "ok"
+        assert abs(summary["param_count"] - 400) < 100  # both matched to the budget
+    gradients = list((tmp_path / "sweep").glob("*_gainrnn/gradients.npz"))
+    assert gradients, "no gradient norms through time for the plugin cell"
+    proc = subprocess.run([sys.executable, "-m", "rnnlab.report", str(tmp_path / "sweep")],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "gainrnn" in (tmp_path / "sweep" / "report.md").read_text()
+
+
+# ---- nothing installed: a class path, or RNNLAB_PLUGINS ---------------------------------------
+def test_class_path_as_the_cell_name(tmp_path, monkeypatch, restore_registries):
+    (tmp_path / "pathcells.py").write_text(CELL_FILE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = compose(["cell=pathcells.GainRNN", "cell.gain=0.25"])
+    assert cfg.cell.name == "pathcells.GainRNN" and cfg.cell.gain == 0.25
+    assert CELLS["pathcells.GainRNN"].__module__ == "pathcells"
+    with pytest.raises(ConfigCompositionException, match=r"cell\.gian"):
+        compose(["cell=pathcells.GainRNN", "cell.gian=0.25"])
+    # the colon form, in a sweep override
+    assert chosen_names(["-m", "cell=lstm,pathcells:GainRNN", "task=copy"], "cell") == [
+        "lstm", "pathcells:GainRNN"]
+
+
+def test_plugins_env_variable_imports_modules(tmp_path, monkeypatch, restore_registries):
+    (tmp_path / "envcells.py").write_text(CELL_FILE + textwrap.dedent('''
+        from rnnlab.cells import register_cell
+        register_cell("envgain")(GainRNN)
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(PLUGINS_ENV, " envcells , ")
+    CELL_REGISTRY.load_plugins(force=True)
+    assert CELLS["envgain"].__module__ == "envcells"
+    assert compose(["cell=envgain"]).cell.gain == 0.9
+
+
+def test_plugin_errors_name_the_plugin(tmp_path, monkeypatch, restore_registries):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "notcells.py").write_text("class Plain:\n    pass\nimport dataclasses\n"
+                                          "@dataclasses.dataclass(frozen=True)\n"
+                                          "class NotACell:\n    width: int = 1\n")
+    with pytest.raises(PluginError, match=r"cell='nosuch.Mod': cannot import module 'nosuch'"):
+        CELL_REGISTRY.get("nosuch.Mod")
+    with pytest.raises(PluginError, match=r"module 'notcells' has no attribute 'Missing'"):
+        CELL_REGISTRY.get("notcells.Missing")
+    with pytest.raises(PluginError, match=r"cell='notcells.Plain' must be a dataclass"):
+        CELL_REGISTRY.get("notcells.Plain")
+    with pytest.raises(PluginError, match=r"must subclass rnnlab.cells.base.Cell; got "
+                                          r"notcells.NotACell"):
+        CELL_REGISTRY.get("notcells.NotACell")
+    monkeypatch.setenv(PLUGINS_ENV, "nosuch_module")
+    with pytest.raises(PluginError, match="RNNLAB_PLUGINS names module 'nosuch_module'"):
+        CELL_REGISTRY.load_plugins(force=True)
+
+
+def test_unknown_name_lists_the_registered_and_the_class_path_form():
+    with pytest.raises(ValueError, match=r"unknown cell 'lstmm'; registered cells: \[.*'lstm'"
+                                         r".*\] \(or a class path"):
+        CELL_REGISTRY.get("lstmm")
+
+
+def test_a_fresh_registry_reads_its_entry_point_group():
+    assert Registry("cell").entry_point_group == "rnnlab.cells"
+    assert Registry("task").entry_point_group == "rnnlab.tasks"
+
+
+@dataclasses.dataclass(frozen=True)
+class _SubRNN(SimpleRNN):
+    pass
+
+
+def test_a_subclass_gets_its_own_registered_name(restore_registries):
+    CELL_REGISTRY.register("subrnn_for_test")(_SubRNN)
+    assert _SubRNN.registered_name == "subrnn_for_test"
+    assert SimpleRNN.registered_name == "rnn"
