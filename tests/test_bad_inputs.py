@@ -60,6 +60,7 @@ CLI_CASES = [
                                                     "/proc/forbidden", "null"]),
     (["cell.forget_bias=nan"], ["cell.forget_bias", "finite", "nan"]),
     (["logger.wandb.init_timeout=0"], ["logger.wandb.init_timeout", "> 0", "got 0"]),
+    (["model.parallel=true"], ["model.parallel=true", "parallel mode", "cell=lstm"]),
     (["train.divergence_factor=0.5"], ["train.divergence_factor", "> 1.0", "got 0.5"]),
     (["train.seed=-1"], ["train.seed", ">= 0", "got -1"]),
     (["model.dropout=1.0"], ["model.dropout", "[0.0, 1.0)", "got 1.0"]),

@@ -88,3 +88,57 @@ def test_input_validation_errors():
     with pytest.raises(ValueError, match="head_activation='gelu2' is not a known activation"):
         jax.eval_shape(SequenceModel((LSTM(H),), output_size=O, head_sizes=(3,),
                                      head_activation="gelu2").init, key, inputs())
+
+
+@pytest.mark.parametrize("name", ["mingru", "minlstm"])
+def test_parallel_mode_through_the_model_equals_stepping(name):
+    """model.parallel: the stack runs the cells' associative scan; outputs and gradients equal
+    the stepped scan's, with padding (NaN in it) and both directions."""
+    from rnnlab.cells import make_cell
+
+    cells = (make_cell(name, hidden_size=4), make_cell(name, hidden_size=3))
+    x = np.array(jax.random.normal(jax.random.key(0), (3, 7, 2)), np.float32)
+    lengths = jnp.asarray([7, 4, 1])
+    x[1, 4:] = np.nan
+    x[2, 1:] = np.nan
+    kwargs = dict(cells=cells, output_size=2, bidirectional=True)
+    stepped, parallel = SequenceModel(**kwargs), SequenceModel(**kwargs, parallel=True)
+    params = stepped.init(jax.random.key(1), jnp.asarray(x), lengths)["params"]
+
+    def loss(model, p):
+        return jnp.sum(jnp.sin(model.apply({"params": p}, jnp.asarray(x), lengths)))
+
+    for a, b in ((loss(stepped, params), loss(parallel, params)),):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    ga = jax.grad(lambda p: loss(stepped, p))(params)
+    gb = jax.grad(lambda p: loss(parallel, p))(params)
+    jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-6), ga, gb)
+
+
+def test_parallel_mode_is_refused_for_a_stepping_cell():
+    from rnnlab.cells import LSTM
+
+    with pytest.raises(ValueError, match=r"model.parallel=true needs a cell with a parallel"):
+        SequenceModel(cells=(LSTM(hidden_size=4),), output_size=1, parallel=True).init(
+            jax.random.key(0), jnp.ones((2, 3, 1)))
+
+
+@pytest.mark.parametrize("preset, check", [
+    ("pytorch", lambda k, b, fan_in: (np.abs(k).max() <= fan_in ** -0.5
+                                      and np.abs(b).max() <= fan_in ** -0.5
+                                      and np.abs(b).max() > 0)),
+    ("keras", lambda k, b, fan_in: (np.abs(k).max() <= (6 / (fan_in + k.shape[1])) ** 0.5
+                                    and np.all(b == 0))),
+    ("rnnlab", lambda k, b, fan_in: np.all(b == 0) and abs(k.std() - fan_in ** -0.5) < 0.05),
+])
+def test_head_follows_the_init_preset(preset, check):
+    """The output layer drawn as that framework's dense layer draws it: PyTorch's nn.Linear
+    U(±1/√fan_in) on kernel and bias, Keras' Glorot-uniform kernel and zero bias, Flax's
+    LeCun-normal kernel (std 1/√fan_in, truncated) and zero bias."""
+    from rnnlab.cells import LSTM
+
+    model = SequenceModel(cells=(LSTM(hidden_size=256, init_preset=preset),), output_size=64,
+                          init_preset=preset, readout="last")
+    params = model.init(jax.random.key(0), jnp.ones((2, 3, 1)))["params"]
+    k, b = np.asarray(params["output"]["kernel"]), np.asarray(params["output"]["bias"])
+    assert check(k, b, 256)

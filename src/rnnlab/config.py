@@ -36,6 +36,7 @@ class ModelConfig:
     unroll: int = 1  # scan unroll factor (>= 1)
     remat: bool = False  # recompute steps in the backward pass to save memory
     projection: str = "auto"  # auto | hoisted | in_scan: where the input matmul runs
+    parallel: bool = False  # whole-sequence associative scan (mingru, minlstm) instead of steps
 
 
 @dataclasses.dataclass

@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rnnlab.cells.base import Cell, activation
+from rnnlab.cells.base import Cell, activation, dense_initializers
 from rnnlab.recurrent import RecurrentStack, merge_directions
 
 READOUTS = ("every", "last")
@@ -34,6 +34,10 @@ class SequenceModel(nn.Module):
       head_activation: their activation.
       dropout: rate between recurrent layers and before the head (Keras' stacked
         ``LSTM, Dropout`` pattern).
+      parallel: run the recurrent layers in the cells' parallel mode (``model.parallel``).
+      init_preset: how the head's dense layers are initialised, as the cells' preset
+        (``cell.init_preset``: ``rnnlab``/``flax`` LeCun-normal, ``keras`` Glorot-uniform,
+        ``pytorch`` U(±1/√fan_in) on kernel and bias).
     """
 
     cells: Sequence[Cell]
@@ -49,6 +53,8 @@ class SequenceModel(nn.Module):
     remat: bool = False
     learn_initial_carry: bool = False
     projection: str = "auto"
+    parallel: bool = False
+    init_preset: str = "rnnlab"
 
     @nn.compact
     def __call__(self, x, seq_lengths_B=None, *, deterministic: bool = True):
@@ -65,7 +71,8 @@ class SequenceModel(nn.Module):
         stack = RecurrentStack(self.cells, bidirectional=self.bidirectional, merge=self.merge,
                                dropout=self.dropout, unroll=self.unroll, remat=self.remat,
                                learn_initial_carry=self.learn_initial_carry,
-                               projection=self.projection, name="recurrent")
+                               projection=self.projection, parallel=self.parallel,
+                               name="recurrent")
         y_BxTxH, carries = stack(x_BxTxD, seq_lengths_B, deterministic=deterministic)
         if self.readout == "last":
             last = carries[-1]
@@ -77,8 +84,14 @@ class SequenceModel(nn.Module):
             feat = nn.Dropout(self.dropout)(feat, deterministic=deterministic)
         act = activation(self.head_activation, "head_activation")
         for i, width in enumerate(self.head_sizes):
-            feat = act(nn.Dense(width, name=f"head_{i}")(feat))
-        return nn.Dense(self.output_size, name="output")(feat)
+            feat = act(self._dense(width, feat, f"head_{i}")(feat))
+        return self._dense(self.output_size, feat, "output")(feat)
+
+    def _dense(self, width: int, feat, name: str) -> nn.Dense:
+        """A head layer initialised as ``init_preset``'s framework initialises its dense
+        layer (:func:`rnnlab.cells.base.dense_initializers`)."""
+        kernel_init, bias_init = dense_initializers(self.init_preset, int(feat.shape[-1]))
+        return nn.Dense(width, kernel_init=kernel_init, bias_init=bias_init, name=name)
 
 
 def count_params(params) -> int:

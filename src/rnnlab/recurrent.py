@@ -177,6 +177,10 @@ class Recurrent(nn.Module):
       remat: rematerialise each step in the backward pass (saves memory on long sequences).
       learn_initial_carry: learn the initial carry (one ``[H]`` vector per carry field,
         zeros at init, broadcast over the batch) instead of using zeros.
+      parallel: run the whole sequence at once with the cell's ``scan_parallel`` (an
+        associative scan over time; cells whose recurrence is linear in the carry: ``mingru``,
+        ``minlstm``) instead of stepping; same outputs, gradients, masking and probe.
+        ``unroll``, ``remat`` and ``projection`` do not apply.
       projection: where the input-to-gates product runs. ``hoisted``: one matmul over all
         steps before the scan (cuDNN's and PyTorch's layout; fastest on GPU and TPU).
         ``in_scan``: one ``[B, D] x [D, G]`` product per step inside the scan (measured faster
@@ -191,6 +195,7 @@ class Recurrent(nn.Module):
     remat: bool = False
     learn_initial_carry: bool = False
     projection: str = "auto"
+    parallel: bool = False
 
     @nn.compact
     def __call__(self, x_BxTxD: jax.Array, seq_lengths_B: jax.Array | None = None,
@@ -218,6 +223,11 @@ class Recurrent(nn.Module):
                 self.is_mutable_collection(PROBES) and not self.is_initializing()):
             zeros = jax.tree.map(lambda z: jnp.zeros((T, *z.shape), z.dtype), carry)
             probe = self.variable(PROBES, PROBE_NAME, lambda: zeros).value
+        if self.parallel:  # the whole sequence at once (the cell's associative scan)
+            check_parallel(self.cell)
+            x_BxTxD = zero_padding(x_BxTxD, _mask_TxB(seq_lengths_B, T, B))
+            return self.cell.scan_parallel(params, self.cell.project(params, x_BxTxD), carry,
+                                           seq_lengths_B, reverse=self.reverse, probe=probe)
         if resolve_projection(self.projection) == "hoisted":
             # padding is zeroed before the projection too: its backward pass would multiply a
             # NaN input by a zero gradient (see zero_padding)
@@ -230,6 +240,14 @@ class Recurrent(nn.Module):
                            reverse=self.reverse, unroll=self.unroll, remat=self.remat,
                            probe=probe, project_step=project_step,
                            probed_step=self.cell.probed_step)
+
+
+def check_parallel(cell) -> None:
+    """Refuses ``parallel`` for a cell without a parallel mode."""
+    if not hasattr(cell, "scan_parallel"):
+        raise ValueError(f"model.parallel=true needs a cell with a parallel mode "
+                         f"(scan_parallel: mingru, minlstm); cell {type(cell).__name__} has "
+                         f"none")
 
 
 def check_unroll(unroll) -> None:
@@ -278,6 +296,7 @@ class RecurrentStack(nn.Module):
     remat: bool = False
     learn_initial_carry: bool = False
     projection: str = "auto"
+    parallel: bool = False
 
     @nn.compact
     def __call__(self, x_BxTxD, seq_lengths_B=None, *, deterministic: bool = True):
@@ -290,7 +309,8 @@ class RecurrentStack(nn.Module):
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
         opts = dict(unroll=self.unroll, remat=self.remat,
-                    learn_initial_carry=self.learn_initial_carry, projection=self.projection)
+                    learn_initial_carry=self.learn_initial_carry, projection=self.projection,
+                    parallel=self.parallel)
         carries = []
         for i, cell in enumerate(self.cells):
             if i > 0 and self.dropout > 0:

@@ -128,6 +128,8 @@ def build_model(cfg, task: Task, cells: tuple | None = None) -> SequenceModel:
         remat=bool(m.remat),
         learn_initial_carry=bool(m.learn_initial_carry),
         projection=m.projection,
+        parallel=bool(m.parallel),
+        init_preset=str(getattr(cfg.cell, "init_preset", "rnnlab")),
     )
 
 
@@ -325,6 +327,12 @@ def validate(cfg) -> None:
     check_choice("model.head_activation", m.head_activation, sorted(ACTIVATIONS))
     check_int("model.unroll", m.unroll, 1, why=" (steps per scan iteration)")
     check_choice("model.projection", m.projection, PROJECTIONS)
+    if m.parallel:
+        from rnnlab.cells import get_cell_class
+
+        if not hasattr(get_cell_class(cfg.cell.name), "scan_parallel"):
+            raise ConfigError(f"model.parallel=true needs a cell with a parallel mode "
+                              f"(mingru, minlstm); got cell={cfg.cell.name}")
     check_choice("optim.name", o.name, sorted(OPTIMIZERS))
     check_choice("optim.schedule", o.schedule, sorted(SCHEDULES))
     check_number("optim.learning_rate", o.learning_rate, 0.0, low_open=True)
