@@ -446,7 +446,7 @@ def build(cfg) -> Trainer:
         return make_train(cfg)
     except ConfigError:
         raise
-    except (ValueError, TypeError, KeyError, LookupError, OSError) as err:
+    except (ValueError, TypeError, KeyError, LookupError, OSError, ImportError) as err:
         raise ConfigError(str(err).strip("'\"")) from err
 
 
