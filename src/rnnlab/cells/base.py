@@ -219,6 +219,9 @@ class Cell:
         vector_initializer(self.bias_init, "cell.bias_init")
         for field in ("dtype", "param_dtype"):
             check_dtype_available(getattr(self, field), f"cell.{field}")
+        for field in ("activation", "recurrent_activation"):  # in the cells that have them
+            if hasattr(self, field):
+                activation(getattr(self, field), f"cell.{field}")
         if self.init_preset not in INIT_PRESETS:
             raise ValueError(f"cell.init_preset={self.init_preset!r} is not a preset; accepted: "
                              f"{list(INIT_PRESETS)}")

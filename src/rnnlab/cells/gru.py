@@ -51,11 +51,6 @@ class GRU(Cell):
     gates = ("r", "z", "n")
     carry_type = HiddenCarry
 
-    def __post_init__(self):
-        super().__post_init__()
-        activation(self.activation, "cell.activation")
-        activation(self.recurrent_activation, "cell.recurrent_activation")
-
     def init(self, key: jax.Array, input_size: int) -> Params:
         k_dense, k_rb = jax.random.split(key)
         params = self._dense_params(k_dense, input_size)

@@ -61,7 +61,6 @@ class IndRNN(Cell):
 
     def __post_init__(self):
         super().__post_init__()
-        activation(self.activation, "cell.activation")
         if self.recurrent_max is not None and not (
                 isinstance(self.recurrent_max, int | float) and self.recurrent_max > 0):
             raise ValueError(f"cell.recurrent_max must be a positive number or null; got "

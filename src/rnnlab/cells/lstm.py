@@ -122,8 +122,6 @@ class LSTM(Cell):
 
     def __post_init__(self):
         super().__post_init__()
-        activation(self.activation, "cell.activation")
-        activation(self.recurrent_activation, "cell.recurrent_activation")
         if (isinstance(self.forget_bias, bool) or not isinstance(self.forget_bias, int | float)
                 or not math.isfinite(self.forget_bias)):
             raise ValueError(f"cell.forget_bias must be a finite number; got "

@@ -48,11 +48,6 @@ class MGU(Cell):
     gates = ("f", "h")
     carry_type = HiddenCarry
 
-    def __post_init__(self):
-        super().__post_init__()
-        activation(self.activation, "cell.activation")
-        activation(self.recurrent_activation, "cell.recurrent_activation")
-
     def init(self, key: jax.Array, input_size: int) -> Params:
         params = self._dense_params(key, input_size)
         H = self.hidden_size

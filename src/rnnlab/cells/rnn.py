@@ -34,10 +34,6 @@ class SimpleRNN(Cell):
     carry_type = HiddenCarry
     torch_two_biases = True
 
-    def __post_init__(self):
-        super().__post_init__()
-        activation(self.activation, "cell.activation")
-
     def init(self, key: jax.Array, input_size: int) -> Params:
         return self._dense_params(key, input_size)
 
