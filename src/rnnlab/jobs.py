@@ -291,12 +291,17 @@ def write_sweep_summary(sweep_dir: Path, rows: list[dict[str, Any]] | None = Non
     df = pd.DataFrame(rows, columns=["job", "status", "metric", "mean", "std", "seeds",
                                      "diverged_seeds", "overrides", "error", "run_dir"])
     df.to_csv(sweep_dir / "sweep.csv", index=False)
+    split = [r["overrides"].split() for r in rows]
+    common = set.intersection(*map(set, split)) if split else set()
     lines = [f"# Sweep {sweep_dir.name}", "",
              f"{len(df)} jobs: " + ", ".join(f"{n} {s}" for s, n in
                                               df["status"].value_counts().items()), "",
+             f"Overrides shared by every job: `{' '.join(sorted(common)) or '(none)'}`; the "
+             f"table shows the rest (sweep.csv has them all).", "",
              "| job | status | overrides | main metric (mean ± std over seeds) | seeds |",
              "| --- | --- | --- | --- | --- |"]
-    for r in rows:
+    for r, words in zip(rows, split, strict=True):
+        r = {**r, "overrides": " ".join(w for w in words if w not in common)}
         metric = (f"{r['metric']} {_fmt(r['mean'])} ± {_fmt(r['std'])}" if r["metric"]
                   else "—")
         seeds = f"{r['seeds']}" + (f" ({r['diverged_seeds']} diverged)"
