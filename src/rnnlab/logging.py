@@ -281,7 +281,7 @@ class WandbSink(Sink):
         try:
             import wandb
 
-            for key, value in _flatten(_jsonable(summary)).items():
+            for key, value in flatten(_jsonable(summary)).items():
                 if isinstance(value, int | float | str | bool) or value is None:
                     self.run.summary[key] = value
             columns, rows = results_rows(summary)
@@ -351,12 +351,14 @@ def _check_timeout(value) -> None:
                          f"{value!r}")
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict, sep: str = "/", prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level, keys joined with ``sep`` (``{"a": {"b": 1}}`` ->
+    ``{"a/b": 1}``)."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten(v, key + "/"))
+            out.update(flatten(v, sep, key + sep))
         else:
             out[key] = v
     return out

@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from rnnlab import gradients
 from rnnlab.checks import ConfigError
 from rnnlab.jobs import claim_run_dir
-from rnnlab.logging import LocalSink, Logger, WandbSink
+from rnnlab.logging import LocalSink, Logger, WandbSink, flatten
 from rnnlab.tasks.base import Task
 from rnnlab.train import LOSS, Trainer, make_train, param_count, seed_keys
 
@@ -496,19 +496,10 @@ def seed_sharding(cfg):
     return NamedSharding(Mesh(np.asarray(devices[:n]), ("seeds",)), PartitionSpec("seeds"))
 
 
-def _flat(tree, prefix="") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    out = {}
-    for k, v in tree.items():
-        out.update(_flat(v, f"{prefix}{k}."))
-    return {k.rstrip("."): v for k, v in out.items()}
-
-
 def config_differences(old: dict, new: dict) -> list[str]:
     """``key: old -> new`` for every leaf that differs, leaving out what may change on
     resumption (:data:`IGNORED_ON_RESUME`)."""
-    a, b = _flat(old), _flat(new)
+    a, b = flatten(old, sep="."), flatten(new, sep=".")
     keys = sorted(k for k in set(a) | set(b)
                   if not any(k == p or k.startswith(p + ".") for p in IGNORED_ON_RESUME))
     return [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in keys
