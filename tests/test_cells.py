@@ -4,6 +4,7 @@ counts, initial biases and error messages."""
 import dataclasses
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -256,3 +257,47 @@ def test_registry_errors():
         make_cell("lstmm", hidden_size=4)
     with pytest.raises(TypeError, match=r"cell 'gru' has no option\(s\) \['forget_bias'\]"):
         make_cell("gru", hidden_size=4, forget_bias=1.0)
+
+
+def _dot_operand_dtypes(jaxpr) -> list:
+    """The operand dtypes of every dot in ``jaxpr`` and its sub-jaxprs (scan bodies, ...)."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            found += [v.aval.dtype for v in eqn.invars]
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            found += _dot_operand_dtypes(sub)
+    return found
+
+
+@pytest.mark.parametrize("bptt", ["autodiff", "fused"])
+def test_bfloat16_matmuls_accumulate_in_float32_and_keep_float32_carries(bptt):
+    """``matmul_dtype=bfloat16``: every dot of the forward and backward pass takes bf16
+    operands and returns float32; carries and outputs stay float32; the result is the float32
+    run's to bf16 rounding (relative 1e-2), and not equal to it (the operands were rounded)."""
+    from rnnlab.recurrent import Recurrent
+
+    x = jax.random.normal(jax.random.key(0), (4, 7, 3))
+    runs = {}
+    for md in (None, "bfloat16"):
+        layer = Recurrent(LSTM(hidden_size=8, matmul_dtype=md), bptt=bptt)
+        params = layer.init(jax.random.key(1), x)
+
+        def loss(p, layer=layer):
+            y, carry = layer.apply(p, x)
+            assert y.dtype == carry.c.dtype == jnp.float32
+            return jnp.sum(y ** 2)
+
+        grad = jax.value_and_grad(loss)
+        runs[md] = grad(params)
+        dots = _dot_operand_dtypes(jax.make_jaxpr(loss)(params).jaxpr)
+        assert len(dots) >= 2  # the input and the recurrent product, at least
+        assert all(d == (jnp.bfloat16 if md else jnp.float32) for d in dots), dots
+    (l32, g32), (l16, g16) = runs[None], runs["bfloat16"]
+    np.testing.assert_allclose(l16, l32, rtol=1e-2)
+    assert l16 != l32
+    for a, b in zip(jax.tree.leaves(g16), jax.tree.leaves(g32), strict=True):
+        assert a.dtype == jnp.float32
+        np.testing.assert_allclose(a, b, rtol=5e-2, atol=5e-3)
+    with pytest.raises(ValueError, match="cell.matmul_dtype"):
+        LSTM(hidden_size=4, matmul_dtype="int4")

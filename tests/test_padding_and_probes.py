@@ -93,10 +93,11 @@ def _hand_lstm_layer(cell, p, x_TxD, dh_TxH, dc_TxH):
     return jnp.stack(hs)
 
 
-@pytest.mark.parametrize("cell_cls", [LSTM, PeepholeLSTM])
-def test_cell_state_probe_equals_autograd_of_a_hand_unrolled_two_layer_lstm(cell_cls):
+@pytest.mark.parametrize(("cell_cls", "bptt"), [(LSTM, "autodiff"), (PeepholeLSTM, "autodiff"),
+                                             (PeepholeLSTM, "fused")])
+def test_cell_state_probe_equals_autograd_of_a_hand_unrolled_two_layer_lstm(cell_cls, bptt):
     cells = (cell_cls(hidden_size=4), cell_cls(hidden_size=3))
-    stack = RecurrentStack(cells)
+    stack = RecurrentStack(cells, bptt=bptt)
     B, T, D = 3, 6, 2
     lengths = jnp.asarray([6, 4, 1])
     x = jax.random.normal(jax.random.key(2), (B, T, D))

@@ -33,10 +33,11 @@ class ModelConfig:
     head_sizes: list[int] = dataclasses.field(default_factory=list)  # dense layers before output
     head_activation: str = "relu"  # activation of the head_sizes layers
     learn_initial_carry: bool = False  # learn the initial carry instead of zeros
-    unroll: int = 1  # scan unroll factor (>= 1)
+    unroll: int | None = None  # steps per scan iteration (>= 1); null: backend default
     remat: bool = False  # recompute steps in the backward pass to save memory
     projection: str = "auto"  # auto | hoisted | in_scan: where the input matmul runs
     parallel: bool = False  # whole-sequence associative scan (mingru, minlstm) instead of steps
+    bptt: str = "auto"  # auto | fused | autodiff: how the backward pass through time runs
 
 
 @dataclasses.dataclass

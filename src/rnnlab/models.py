@@ -35,6 +35,8 @@ class SequenceModel(nn.Module):
       dropout: rate between recurrent layers and before the head (Keras' stacked
         ``LSTM, Dropout`` pattern).
       parallel: run the recurrent layers in the cells' parallel mode (``model.parallel``).
+      bptt: ``auto``, ``fused`` or ``autodiff`` backpropagation through time (``model.bptt``;
+        see :class:`~rnnlab.recurrent.Recurrent`).
       init_preset: how the head's dense layers are initialised, as the cells' preset
         (``cell.init_preset``: ``rnnlab``/``flax`` LeCun-normal, ``keras`` Glorot-uniform,
         ``pytorch`` U(±1/√fan_in) on kernel and bias).
@@ -49,11 +51,12 @@ class SequenceModel(nn.Module):
     dropout: float = 0.0
     bidirectional: bool = False
     merge: str = "concat"
-    unroll: int = 1
+    unroll: int | None = None
     remat: bool = False
     learn_initial_carry: bool = False
     projection: str = "auto"
     parallel: bool = False
+    bptt: str = "auto"
     init_preset: str = "rnnlab"
 
     @nn.compact
@@ -72,7 +75,7 @@ class SequenceModel(nn.Module):
                                dropout=self.dropout, unroll=self.unroll, remat=self.remat,
                                learn_initial_carry=self.learn_initial_carry,
                                projection=self.projection, parallel=self.parallel,
-                               name="recurrent")
+                               bptt=self.bptt, name="recurrent")
         y_BxTxH, carries = stack(x_BxTxD, seq_lengths_B, deterministic=deterministic)
         if self.readout == "last":
             last = carries[-1]

@@ -20,6 +20,7 @@ family), computed in the same backward pass as the parameter gradients. Padded s
 their ``eps_t``, so it gets zero gradient. Without the collection nothing is added.
 """
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -144,6 +145,219 @@ def scan_driver(step: StepFn, params, xp_BxTxG: jax.Array, carry, seq_lengths_B=
     return jnp.swapaxes(y_TxBxH, 0, 1), carry
 
 
+# Parameters whose products the fused driver owns; a cell's ``update`` never reads them.
+DRIVER_OWNED = ("kernel", "bias", "recurrent_kernel")
+BPTT_MODES = ("auto", "fused", "autodiff")
+
+
+def _update_step(cell: Cell, hr_BxG):
+    """``step`` and ``probed_step`` of ``_masked_step`` for a given recurrent product."""
+    return (lambda p, c, xp: cell.update(p, c, xp, hr_BxG),
+            lambda p, c, xp, eps: cell.update(p, c, xp, hr_BxG, eps))
+
+
+def _masked_update(cell: Cell, pointwise, carry, xp_BxG, hr_BxG, mask_B, eps):
+    step, probed = _update_step(cell, hr_BxG)
+    return _masked_step(step, pointwise, carry, xp_BxG, mask_B, eps, probed)
+
+
+def _pointwise(params) -> dict:
+    return {k: v for k, v in params.items() if k not in DRIVER_OWNED}
+
+
+def _update_vjp(cell, pointwise, c_prev, xp_BxG, hr_BxG, mask_B, eps):
+    """The VJP of the masked update at one step (``jax.vjp``; no hand-written derivative).
+    ``hr_BxG=None``: ``xp_BxG`` holds the sum ``xp + hr`` of a cell with
+    ``update_reads_sum``."""
+    if hr_BxG is None:
+        def update(p, c, z, e):
+            return _masked_update(cell, p, c, z, jnp.zeros((), z.dtype), mask_B, e)
+
+        _, vjp = jax.vjp(update, pointwise, c_prev, xp_BxG, eps)
+        return lambda ct: (lambda d_p, d_c, d_z, d_e: (d_p, d_c, d_z, d_z, d_e))(*vjp(ct))
+
+    def update(p, c, xp, hr, e):
+        return _masked_update(cell, p, c, xp, hr, mask_B, e)
+
+    return jax.vjp(update, pointwise, c_prev, xp_BxG, hr_BxG, eps)[1]
+
+
+def _fused_forward(cell, reverse, unroll, remat, project_step, params, xs_TxB, carry, mask_TxB,
+                   probe):
+    pointwise = _pointwise(params)
+
+    def body(c, inputs):
+        x_t, mask_B, eps = inputs
+        xp_BxG = x_t if project_step is None else project_step(params, x_t)
+        hr_BxG = cell.recurrent_product(params, c, xp_BxG)
+        new_c, h_BxH = _masked_update(cell, pointwise, c, xp_BxG, hr_BxG, mask_B, eps)
+        # residuals: the previous carry, and (without remat) the products, as one sum when
+        # the cell reads only the sum; the backward loop recomputes the update's activations
+        # (a smaller working set than storing them, which autodiff does: docs/benchmarks.md)
+        if remat:
+            saved = (c,)
+        elif cell.update_reads_sum:
+            saved = (c, xp_BxG + hr_BxG)
+        else:
+            saved = (c, xp_BxG, hr_BxG)
+        return new_c, (h_BxH, saved)
+
+    final, (y_TxBxH, saved) = jax.lax.scan(body, carry, (xs_TxB, mask_TxB, probe),
+                                           reverse=reverse, unroll=unroll)
+    return (y_TxBxH, final), (params, xs_TxB, mask_TxB, probe, saved)
+
+
+def _fused_backward(cell, reverse, unroll, remat, project_step, residuals, cotangents):
+    params, xs_TxB, mask_TxB, probe, saved = residuals
+    dy_TxBxH, dfinal = cotangents
+    U_HxG = params["recurrent_kernel"]
+    pointwise = _pointwise(params)
+
+    def body(acc, inputs):
+        dcarry, dpointwise = acc
+        x_t, mask_B, eps, dy_BxH, res = inputs
+        c_prev = res[0]
+        if remat:  # recompute the products
+            xp_BxG = x_t if project_step is None else project_step(params, x_t)
+            products = (xp_BxG, cell.recurrent_product(params, c_prev, xp_BxG))
+        elif cell.update_reads_sum:
+            products = (res[1], None)
+        else:
+            products = res[1:]
+        update_vjp = _update_vjp(cell, pointwise, c_prev, *products, mask_B, eps)
+        d_p, d_c, d_xp, d_hr, d_eps = update_vjp((dcarry, dy_BxH))
+        # the only sequential matmul of the backward pass: dL/dh_{t-1} += dhr_t Uᵀ
+        d_c = d_c._replace(h=d_c.h + cell.matmul(d_hr, U_HxG.T).astype(d_c.h.dtype))
+        # a cell that reads xp and hr only as xp + hr has d_xp == d_hr: keep one of them
+        out = (None, d_hr) if cell.update_reads_sum else (d_xp, d_hr)
+        return (d_c, jax.tree.map(jnp.add, dpointwise, d_p)), (*out, d_eps)
+
+    zeros = jax.tree.map(jnp.zeros_like, pointwise)
+    (dcarry0, dpointwise), (dxp_TxBxG, dhr_TxBxG, dprobe) = jax.lax.scan(
+        body, (dfinal, zeros), (xs_TxB, mask_TxB, probe, dy_TxBxH, saved),
+        reverse=not reverse, unroll=unroll)
+    if cell.update_reads_sum:
+        dxp_TxBxG = dhr_TxBxG.astype(xs_TxB.dtype if project_step is None else dhr_TxBxG.dtype)
+    # the weight gradients as products over all T·B rows at once
+    h_prev_TxBxH = saved[0].h
+    H, G = h_prev_TxBxH.shape[-1], dhr_TxBxG.shape[-1]
+    dU_HxG = cell.matmul(h_prev_TxBxH.reshape(-1, H).T, dhr_TxBxG.reshape(-1, G))
+    dparams = jax.tree.map(jnp.zeros_like, params)
+    dparams.update(dpointwise)
+    dparams["recurrent_kernel"] = dU_HxG.astype(params["recurrent_kernel"].dtype)
+    if project_step is None:
+        dxs = dxp_TxBxG.astype(xs_TxB.dtype)
+    else:
+        T, B = xs_TxB.shape[:2]
+        _, project_vjp = jax.vjp(project_step, params, xs_TxB.reshape(T * B, -1))
+        dproject, dx = project_vjp(dxp_TxBxG.reshape(T * B, -1))
+        dparams = jax.tree.map(jnp.add, dparams, dproject)
+        dxs = dx.reshape(xs_TxB.shape)
+    return dparams, dxs, dcarry0, None, dprobe
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
+def _fused_scan(cell, reverse, unroll, remat, project_step, params, xs_TxB, carry, mask_TxB,
+                probe):
+    return _fused_forward(cell, reverse, unroll, remat, project_step, params, xs_TxB, carry,
+                          mask_TxB, probe)[0]
+
+
+_fused_scan.defvjp(_fused_forward, _fused_backward)
+
+
+def fused_scan_driver(cell: Cell, params, xs: jax.Array, carry, seq_lengths_B=None, *,
+                      reverse: bool = False, unroll: int = 1, remat: bool = False, probe=None,
+                      project_step=None):
+    """``scan_driver`` for a cell with :meth:`~rnnlab.cells.base.Cell.update`, with fused
+    backpropagation through time: same outputs, same gradients, another backward pass.
+
+    Autodiff of ``lax.scan`` accumulates the gradient of the loop-invariant recurrent kernel
+    inside the backward loop, one ``[H, B] x [B, G]`` product and an ``[H, G]`` addition per
+    step. Here a ``jax.custom_vjp`` runs the backward loop with only the data gradient
+    ``dL/dh_{t-1} += dhr_t Uᵀ`` and the VJP of the cell's pointwise ``update`` (from
+    ``jax.vjp``, no hand-written derivatives), and computes ``dU = Σ_t h_{t-1}ᵀ dhr_t`` after
+    the loop as one ``[H, T·B] x [T·B, G]`` product; with ``project_step`` the input kernel's
+    and bias's gradients are likewise one product over all steps. This is the layout of
+    cuDNN's and PyTorch's RNN backward passes (Appleyard, Kočiský & Blunsom 2016, "Optimizing
+    Performance of Recurrent Neural Networks on GPUs", arXiv:1604.01946, section 3).
+
+    Args and returns as :func:`scan_driver`, with ``cell`` instead of ``step`` and
+    ``probed_step`` (the probe goes through ``cell.update``). The forward loop keeps, per
+    step, the previous carry and (without ``remat``) ``xp_t`` and ``hr_t``; with ``remat``
+    only the carry, and the backward loop recomputes both products.
+
+    Forward-mode differentiation (``jax.jvp``) is not defined through it (a ``custom_vjp``);
+    use ``bptt="autodiff"`` for that.
+
+    Raises:
+      ValueError: ``cell`` has no ``update`` (``cell.fusable`` is False), ``T == 0``, or
+        ``seq_lengths_B`` of the wrong shape or out of range.
+    """
+    if not cell.fusable:
+        raise ValueError(f"bptt=fused needs a cell whose step splits into h @ U and a "
+                         f"pointwise update (Cell.update); {type(cell).__name__} does not")
+    B, T = xs.shape[:2]
+    if T == 0:
+        raise ValueError(f"the input has no time steps (T=0, shape {xs.shape})")
+    mask_TxB = _mask_TxB(seq_lengths_B, T, B)
+    xs = zero_padding(xs, mask_TxB)
+    y_TxBxH, carry = _fused_scan(cell, reverse, unroll, remat, project_step, params,
+                                 jnp.swapaxes(xs, 0, 1), carry, mask_TxB, probe)
+    return jnp.swapaxes(y_TxBxH, 0, 1), carry
+
+
+# What ``unroll=None`` and ``bptt="auto"`` choose on each backend, from measurements
+# (docs/benchmarks.md). XLA:CPU: unroll 2 and 1 tie, 4 and 8 are slower; fused BPTT ran the
+# LSTM family's training step in 0.64-0.86x autodiff's time (a smaller working set: the
+# forward loop keeps the carry and one pre-activation per step), but the GRU's in 1.2x and the
+# tanh RNN's in 1.08x. NVIDIA H100/H200: a scan unrolled 8 steps ran 2.2-2.9x faster than
+# cuDNN where unroll 1 ran 1.06-1.9x slower than it; fused BPTT is not measured there yet.
+# ``fused``: the cell classes (and their subclasses) that ``auto`` fuses. Backends not
+# measured (TPU) keep the plain settings.
+BACKEND_DEFAULTS = {
+    "cpu": {"unroll": 1, "fused": ("LSTM",)},
+    "gpu": {"unroll": 8, "fused": ()},
+}
+PLAIN_DEFAULTS = {"unroll": 1, "fused": ()}
+
+
+def backend_default(option: str, backend: str | None = None):
+    """The per-backend default of ``option`` (``unroll``, or ``fused``: the cell classes that
+    ``bptt="auto"`` fuses) on ``backend`` (default: JAX's default backend); see
+    :data:`BACKEND_DEFAULTS`."""
+    backend = backend or jax.default_backend()
+    return BACKEND_DEFAULTS.get(backend, PLAIN_DEFAULTS)[option]
+
+
+def resolve_unroll(unroll: int | None) -> int:
+    """``unroll``, or the backend's default for ``None``.
+
+    Raises:
+      ValueError: not an int >= 1 or None."""
+    check_unroll(unroll)
+    return backend_default("unroll") if unroll is None else unroll
+
+
+def resolve_bptt(bptt: str, cell: Cell) -> str:
+    """``fused`` or ``autodiff`` for ``bptt`` (see :class:`Recurrent`); ``auto`` fuses the
+    cells the backend's default names (:data:`BACKEND_DEFAULTS`: the LSTM family on CPU).
+
+    Raises:
+      ValueError: an unknown mode, or ``fused`` for a cell without ``update``."""
+    if bptt not in BPTT_MODES:
+        raise ValueError(f"model.bptt={bptt!r} is not accepted; use one of {BPTT_MODES}")
+    if bptt == "fused" and not cell.fusable:
+        raise ValueError(f"model.bptt=fused needs a cell whose step splits into h @ U and a "
+                         f"pointwise update (Cell.update); {type(cell).__name__} does not "
+                         f"(use bptt=auto or autodiff)")
+    if bptt == "auto":
+        fused = backend_default("fused")
+        chosen = cell.fusable and any(c.__name__ in fused for c in type(cell).__mro__)
+        return "fused" if chosen else "autodiff"
+    return bptt
+
+
 def loop_driver(step: StepFn, params, xp_BxTxG: jax.Array, carry, seq_lengths_B=None, *,
                 reverse: bool = False, unroll: int = 1, remat: bool = False, probe=None,
                 project_step=None, probed_step=None):
@@ -173,7 +387,8 @@ class Recurrent(nn.Module):
     Attributes:
       cell: any registered :class:`~rnnlab.cells.base.Cell`.
       reverse: process the sequence from the end (outputs aligned with inputs).
-      unroll: scan unroll factor.
+      unroll: steps per scan iteration (>= 1); None: the backend's default
+        (:data:`BACKEND_DEFAULTS`: 1 on CPU, 8 on GPUs).
       remat: rematerialise each step in the backward pass (saves memory on long sequences).
       learn_initial_carry: learn the initial carry (one ``[H]`` vector per carry field,
         zeros at init, broadcast over the batch) instead of using zeros.
@@ -187,15 +402,22 @@ class Recurrent(nn.Module):
         on XLA:CPU, where the per-step slices of a hoisted projection and the slice-by-slice
         write-back of its gradient run slowly; see ``docs/benchmarks.md``). ``auto``:
         ``in_scan`` on CPU, ``hoisted`` elsewhere. The results are the same.
+      bptt: how the backward pass runs. ``fused``: :func:`fused_scan_driver` (only the data
+        gradient in the backward loop, weight gradients as one product after it; cells with
+        :meth:`~rnnlab.cells.base.Cell.update`: lstm, peephole, cifg, gru with
+        ``reset_after``, rnn); ``autodiff``: JAX's derivative of ``lax.scan``; ``auto``:
+        the backend's choice per cell (:data:`BACKEND_DEFAULTS`: the LSTM family on CPU,
+        where fusing measured faster). Same gradients (tested to float tolerance).
     """
 
     cell: Cell
     reverse: bool = False
-    unroll: int = 1
+    unroll: int | None = None
     remat: bool = False
     learn_initial_carry: bool = False
     projection: str = "auto"
     parallel: bool = False
+    bptt: str = "auto"
 
     @nn.compact
     def __call__(self, x_BxTxD: jax.Array, seq_lengths_B: jax.Array | None = None,
@@ -203,7 +425,7 @@ class Recurrent(nn.Module):
         """Returns ``(y_BxTxH, final_carry)``. ``x_BxTxD`` is batch-major."""
         if x_BxTxD.ndim != 3:
             raise ValueError(f"Recurrent expects x of shape [B, T, D]; got {x_BxTxD.shape}")
-        check_unroll(self.unroll)
+        unroll = resolve_unroll(self.unroll)
         B, T, D = x_BxTxD.shape
         if T == 0:
             raise ValueError(f"the input has no time steps (T=0, shape {x_BxTxD.shape})")
@@ -236,8 +458,12 @@ class Recurrent(nn.Module):
         else:
             self.cell.check_input(params, x_BxTxD)
             xs, project_step = x_BxTxD, self.cell.project_step
+        if resolve_bptt(self.bptt, self.cell) == "fused":
+            return fused_scan_driver(self.cell, params, xs, carry, seq_lengths_B,
+                                     reverse=self.reverse, unroll=unroll,
+                                     remat=self.remat, probe=probe, project_step=project_step)
         return scan_driver(self.cell.step, params, xs, carry, seq_lengths_B,
-                           reverse=self.reverse, unroll=self.unroll, remat=self.remat,
+                           reverse=self.reverse, unroll=unroll, remat=self.remat,
                            probe=probe, project_step=project_step,
                            probed_step=self.cell.probed_step)
 
@@ -251,9 +477,11 @@ def check_parallel(cell) -> None:
 
 
 def check_unroll(unroll) -> None:
+    if unroll is None:
+        return
     if not isinstance(unroll, int) or isinstance(unroll, bool) or unroll < 1:
-        raise ValueError(f"model.unroll (steps per scan iteration) must be an int >= 1; got "
-                         f"{unroll!r}")
+        raise ValueError(f"model.unroll (steps per scan iteration) must be an int >= 1, or "
+                         f"None for the backend's default; got {unroll!r}")
 
 
 PROJECTIONS = ("auto", "hoisted", "in_scan")
@@ -292,11 +520,12 @@ class RecurrentStack(nn.Module):
     bidirectional: bool = False
     merge: str = "concat"
     dropout: float = 0.0
-    unroll: int = 1
+    unroll: int | None = None
     remat: bool = False
     learn_initial_carry: bool = False
     projection: str = "auto"
     parallel: bool = False
+    bptt: str = "auto"
 
     @nn.compact
     def __call__(self, x_BxTxD, seq_lengths_B=None, *, deterministic: bool = True):
@@ -310,7 +539,7 @@ class RecurrentStack(nn.Module):
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
         opts = dict(unroll=self.unroll, remat=self.remat,
                     learn_initial_carry=self.learn_initial_carry, projection=self.projection,
-                    parallel=self.parallel)
+                    parallel=self.parallel, bptt=self.bptt)
         carries = []
         for i, cell in enumerate(self.cells):
             if i > 0 and self.dropout > 0:

@@ -29,6 +29,11 @@ the shapes of the arguments the cell was called with.
 * :func:`check_masking`: a padded batch with ``seq_lengths`` gives, on valid steps, the outputs
   of each sequence run alone unpadded, zeros on padded steps and the same final carry, in both
   directions; the padding holds random values, so nothing may leak from it.
+* :func:`check_fused` (cells with ``update``, ``cell.fusable``): ``step`` equals
+  ``update(params, carry, xp, carry.h @ U)``, and the gradients of a loss over a padded
+  sequence with respect to the parameters, the input projection, the initial carry and the
+  gradient probe from :func:`~rnnlab.recurrent.fused_scan_driver` equal those of autodiff
+  through :func:`~rnnlab.recurrent.scan_driver`, forward and reverse, with and without remat.
 * :func:`check_numpy_reference`: with a float64 NumPy transcription of the cell's step, the
   float32 cell (through ``project`` and the scan driver) matches it to ``1e-5`` over a
   sequence, outputs and final carry.
@@ -47,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnlab.cells.base import Cell, dtype_of
-from rnnlab.recurrent import loop_driver, scan_driver
+from rnnlab.recurrent import fused_scan_driver, loop_driver, scan_driver
 
 # The contract's rules, as named in failure messages.
 RULES = {
@@ -62,6 +67,8 @@ RULES = {
     "driver": "the scan driver equals the Python loop driver (reverse, unroll, lengths)",
     "masking": "padded steps change nothing: padded outputs are zeros, carries unchanged",
     "reference": "the cell matches its float64 NumPy reference",
+    "fused": "a cell with update: step equals update(h @ U), and fused BPTT gives autodiff's "
+             "gradients",
 }
 
 # (params as float64 NumPy arrays, carry of float64 [B, H] arrays, x_BxD float64)
@@ -416,6 +423,52 @@ def check_masking(cell: Cell, input_size: int, *, seed: int = 0) -> None:
                                 f"{what}: padded final carry != unpadded final carry")
 
 
+@_cache_by_cell
+def _fused_and_autodiff(cell: Cell, *, reverse: bool, remat: bool):
+    """``jit`` of the gradients of one loss through both backward passes."""
+    def loss(driver, p, xp_BxTxG, carry, probe, lengths_B, w_BxTxH):
+        y_BxTxH, final = driver(p, xp_BxTxG, carry, lengths_B, reverse=reverse, remat=remat,
+                                probe=probe)
+        return jnp.sum(w_BxTxH * jnp.tanh(y_BxTxH)) + sum(
+            jnp.sum(v * v) for v in jax.tree.leaves(final))
+
+    fused = functools.partial(fused_scan_driver, cell)
+    autodiff = functools.partial(scan_driver, cell.step, probed_step=cell.probed_step)
+    grads = [jax.grad(functools.partial(loss, d), argnums=(0, 1, 2, 3))
+             for d in (fused, autodiff)]
+    return jax.jit(lambda *args: (grads[0](*args), grads[1](*args)))
+
+
+def check_fused(cell: Cell, input_size: int, *, seed: int = 0) -> None:
+    """For a cell with :meth:`~rnnlab.cells.base.Cell.update`: ``step`` is ``update`` after the
+    recurrent product, and fused BPTT's gradients equal autodiff's (see the module
+    docstring). Does nothing for a cell without ``update``."""
+    if not cell.fusable:
+        return
+    name = _rule(cell, "fused")
+    params, x_BxTxD, carry = _setup(cell, input_size, seed)
+    xp_BxTxG = cell.project(params, x_BxTxD)
+    hr_BxG = _call(cell, "fused", "recurrent_product", cell.recurrent_product, params, carry,
+                   xp_BxTxG[:, 0])
+    got = _call(cell, "fused", "update", cell.update, params, carry, xp_BxTxG[:, 0], hr_BxG)
+    _assert_trees_close(got, cell.step(params, carry, xp_BxTxG[:, 0]),
+                        f"{name}: update(params, carry, xp, carry.h @ U) != step")
+    rng = np.random.default_rng(seed + 1)
+    T = x_BxTxD.shape[1]
+    lengths_B = jnp.array([T, T - 2, 0][:BATCH], jnp.int32)
+    w_BxTxH = jnp.asarray(rng.standard_normal((BATCH, T, cell.hidden_size)), xp_BxTxG.dtype)
+    probe = jax.tree.map(lambda z: jnp.zeros((T, *z.shape), z.dtype), carry)
+    for reverse, remat in ((False, False), (True, True)):
+        fused, autodiff = _call(
+            cell, "fused", "fused_scan_driver",
+            _fused_and_autodiff(cell, reverse=reverse, remat=remat), params, xp_BxTxG, carry,
+            probe, lengths_B, w_BxTxH)
+        _assert_trees_close(fused, autodiff,
+                            f"{name}, reverse={reverse}, remat={remat}: fused gradients "
+                            f"(params, xp, initial carry, probe) != autodiff's",
+                            rtol=1e-4, atol=1e-5)
+
+
 def check_numpy_reference(cell: Cell, input_size: int, numpy_step: NumpyStep, *,
                           seed: int = 0, tol: float = REFERENCE_TOL) -> None:
     """The cell (``project`` + scan driver, in its own dtype) matches a float64 NumPy step
@@ -453,5 +506,6 @@ def check_cell(cell: Cell, input_size: int, numpy_step: NumpyStep | None = None,
     check_transforms(cell, input_size, seed=seed)
     check_drivers(cell, input_size, seed=seed)
     check_masking(cell, input_size, seed=seed)
+    check_fused(cell, input_size, seed=seed)
     if numpy_step is not None:
         check_numpy_reference(cell, input_size, numpy_step, seed=seed)

@@ -27,7 +27,7 @@ from rnnlab.cells import make_cell
 from rnnlab.cells.base import ACTIVATIONS
 from rnnlab.checks import ConfigError, check_choice, check_int, check_number
 from rnnlab.models import SequenceModel, count_params
-from rnnlab.recurrent import MERGES, PROJECTIONS
+from rnnlab.recurrent import BPTT_MODES, MERGES, PROJECTIONS
 from rnnlab.tasks import Batch, Task, make_task
 
 # metric names
@@ -124,11 +124,12 @@ def build_model(cfg, task: Task, cells: tuple | None = None) -> SequenceModel:
         dropout=float(m.dropout),
         bidirectional=bool(m.bidirectional),
         merge=m.merge,
-        unroll=int(m.unroll),
+        unroll=None if m.unroll is None else int(m.unroll),
         remat=bool(m.remat),
         learn_initial_carry=bool(m.learn_initial_carry),
         projection=m.projection,
         parallel=bool(m.parallel),
+        bptt=str(m.bptt),
         init_preset=str(getattr(cfg.cell, "init_preset", "rnnlab")),
     )
 
@@ -325,8 +326,15 @@ def validate(cfg) -> None:
     for i, w in enumerate(m.head_sizes):
         check_int(f"model.head_sizes[{i}]", w, 1)
     check_choice("model.head_activation", m.head_activation, sorted(ACTIVATIONS))
-    check_int("model.unroll", m.unroll, 1, why=" (steps per scan iteration)")
+    check_int("model.unroll", m.unroll, 1, optional=True,
+              why=" (steps per scan iteration; null: the backend's default)")
     check_choice("model.projection", m.projection, PROJECTIONS)
+    check_choice("model.bptt", m.bptt, BPTT_MODES)
+    if m.bptt == "fused" and not build_cells(cfg, [1])[0].fusable:
+        raise ConfigError(f"model.bptt=fused needs a cell whose step splits into h @ U and a "
+                          f"pointwise update (Cell.update: lstm, peephole, cifg, gru with "
+                          f"reset_after, rnn); got cell={cfg.cell.name}; use model.bptt=auto "
+                          f"or autodiff")
     if m.parallel:
         from rnnlab.cells import get_cell_class
 

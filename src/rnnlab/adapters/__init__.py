@@ -34,7 +34,8 @@ from rnnlab.recurrent import PROBES, RecurrentStack
 
 def make_stack(cells: Sequence[Cell], **options) -> RecurrentStack:
     """The linen stack the adapters wrap; ``options`` are its attributes (``bidirectional``,
-    ``merge``, ``dropout``, ``unroll``, ``remat``, ``learn_initial_carry``, ``projection``).
+    ``merge``, ``dropout``, ``unroll``, ``remat``, ``learn_initial_carry``, ``projection``,
+    ``bptt``).
 
     Raises:
       TypeError: a cell that is not a :class:`~rnnlab.cells.base.Cell`, or an unknown option."""
@@ -43,7 +44,7 @@ def make_stack(cells: Sequence[Cell], **options) -> RecurrentStack:
         if not isinstance(cell, Cell):
             raise TypeError(f"cells[{i}] must be a rnnlab Cell; got {type(cell).__name__}")
     accepted = {"bidirectional", "merge", "dropout", "unroll", "remat", "learn_initial_carry",
-                "projection"}
+                "projection", "bptt"}
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise TypeError(f"unknown RecurrentStack option(s) {unknown}; accepted: {sorted(accepted)}")

@@ -187,8 +187,12 @@ class Cell:
       kernel_init: initializer of the input kernel ``[D, G]``.
       recurrent_init: initializer of each ``[H, H]`` block of the recurrent kernel.
       bias_init: initializer of the biases.
-      dtype: computation dtype.
+      dtype: computation dtype (carries, gates, and the results of every matmul).
       param_dtype: parameter dtype.
+      matmul_dtype: the operands' dtype in the input and recurrent matmuls, which still
+        accumulate and return ``dtype`` (``preferred_element_type``): ``bfloat16`` with
+        ``dtype=float32`` is mixed precision as on TPUs and tensor-core GPUs (bf16 products,
+        float32 sums, carries and gates); ``None``: ``dtype``.
       init_preset: ``rnnlab`` (the fields above), or ``pytorch``, ``keras``, ``flax``: that
         framework's default initialisation (see :data:`INIT_PRESETS`); a preset other than
         ``rnnlab`` sets the initializer fields and the forget bias itself, which must then be
@@ -201,6 +205,7 @@ class Cell:
     bias_init: str = "zeros"
     dtype: str = "float32"
     param_dtype: str = "float32"
+    matmul_dtype: str | None = None
     init_preset: str = "rnnlab"
 
     gates: ClassVar[tuple[str, ...]] = ()
@@ -219,6 +224,8 @@ class Cell:
         vector_initializer(self.bias_init, "cell.bias_init")
         for field in ("dtype", "param_dtype"):
             check_dtype_available(getattr(self, field), f"cell.{field}")
+        if self.matmul_dtype is not None:
+            check_dtype_available(self.matmul_dtype, "cell.matmul_dtype")
         for field in ("activation", "recurrent_activation"):  # in the cells that have them
             if hasattr(self, field):
                 activation(getattr(self, field), f"cell.{field}")
@@ -250,27 +257,74 @@ class Cell:
         """Input-to-gates product for all steps: ``x W + b``, ``[B, T, G]``."""
         self.check_input(params, x_BxTxD)
         dt = dtype_of(self.dtype)
-        return jnp.einsum("btd,dg->btg", x_BxTxD.astype(dt), params["kernel"].astype(dt)) + \
-            params["bias"].astype(dt)[None, None, :]
+        return self.matmul(x_BxTxD, params["kernel"]) + params["bias"].astype(dt)[None, None, :]
 
     def project_step(self, params: Params, x_BxD: jax.Array) -> jax.Array:
         """The projection of one step, ``x W + b``, ``[B, G]``: what ``project`` computes for
         each step, used when the driver projects inside the scan. A cell that overrides
         ``project`` overrides this too."""
         dt = dtype_of(self.dtype)
-        return x_BxD.astype(dt) @ params["kernel"].astype(dt) + params["bias"].astype(dt)[None, :]
+        return self.matmul(x_BxD, params["kernel"]) + params["bias"].astype(dt)[None, :]
+
+    def matmul(self, a: jax.Array, b: jax.Array) -> jax.Array:
+        """``a @ b`` in the compute dtype, with operands in ``matmul_dtype`` when it is set
+        (accumulated and returned in ``dtype``)."""
+        dt = dtype_of(self.dtype)
+        if self.matmul_dtype is None:
+            return jnp.matmul(a.astype(dt), b.astype(dt))
+        md = dtype_of(self.matmul_dtype)
+        return jnp.matmul(a.astype(md), b.astype(md), preferred_element_type=dt)
 
     def step(self, params: Params, carry, xp_BxG: jax.Array):
+        """One time step ``(params, carry, xp_BxG) -> (carry, h_BxH)``. A cell that defines
+        :meth:`update` gets it as ``update(params, carry, xp_BxG, carry.h @ U)``; others
+        override it."""
+        if not self.fusable:
+            raise NotImplementedError(f"{type(self).__name__} defines neither step nor update")
+        return self.update(params, carry, xp_BxG, self.recurrent_product(params, carry, xp_BxG))
+
+    # ---- the split step (optional): driver-owned product, cell-owned pointwise update ---------
+    def update(self, params: Params, carry, xp_BxG: jax.Array, hr_BxG: jax.Array, probe=None):
+        """The pointwise part of a step whose only use of the recurrent kernel is the product
+        ``hr_BxG = carry.h @ params["recurrent_kernel"]`` (``[B, H] x [H, G]``): returns
+        ``(carry, h_BxH)`` from the previous carry, the input projection ``xp_BxG`` and
+        ``hr_BxG``, adding ``probe`` (a carry of ``[B, H]`` arrays, or None) as
+        :meth:`probed_step` does. It may read any parameter except ``kernel``, ``bias`` and
+        ``recurrent_kernel`` (the driver owns those products).
+
+        A cell that defines it gets fused backpropagation through time
+        (:func:`rnnlab.recurrent.fused_scan_driver`): the backward loop runs only
+        ``dhr_t Uᵀ`` and this function's VJP, and the weight gradients are computed after the
+        loop as one product over all steps, the layout of cuDNN and PyTorch."""
         raise NotImplementedError
+
+    # True when ``update`` reads ``xp_BxG`` and ``hr_BxG`` only through their sum (the LSTM's
+    # and the RNN's pre-activations): their gradients are then equal, and the fused driver
+    # keeps one of them per step instead of two
+    update_reads_sum: ClassVar[bool] = False
+
+    @property
+    def fusable(self) -> bool:
+        """Whether the step splits into the recurrent product and :meth:`update` (the cell
+        defines ``update``); cells override it when only some of their options split."""
+        return type(self).update is not Cell.update
+
+    def recurrent_product(self, params: Params, carry, xp_BxG: jax.Array) -> jax.Array:
+        """``hr_BxG = carry.h @ recurrent_kernel`` (:meth:`matmul`), in ``xp_BxG``'s dtype."""
+        return self.matmul(carry.h, params["recurrent_kernel"]).astype(xp_BxG.dtype)
 
     def probed_step(self, params: Params, carry, xp_BxG: jax.Array, probe):
         """``step`` with the gradient probe ``probe`` (a carry of ``[B, H]`` zeros) added to
         each carry field where the step produces it, before anything in the same step reads
         it, so ``dL/d probe`` is the total derivative ``dL/d carry_t`` (see
-        :mod:`rnnlab.gradients`). The default adds it after the step, which is exact when no
-        carry field is read by another within the step (the GRU's and the RNN's ``h``); a
-        cell whose output reads a state it has just written (the LSTM's ``h_t = o_t
-        tanh(c_t)``) overrides this to add the probe to that state first."""
+        :mod:`rnnlab.gradients`). A cell with :meth:`update` adds it there; otherwise the
+        default adds it after the step, which is exact when no carry field is read by another
+        within the step (the GRU's and the RNN's ``h``); a cell whose output reads a state it
+        has just written (the LSTM's ``h_t = o_t tanh(c_t)``) must add the probe to that state
+        first."""
+        if self.fusable:
+            return self.update(params, carry, xp_BxG,
+                               self.recurrent_product(params, carry, xp_BxG), probe)
         carry, h_BxH = self.step(params, carry, xp_BxG)
         carry = jax.tree.map(jnp.add, carry, probe)
         return carry, h_BxH + probe.h

@@ -59,22 +59,41 @@ class GRU(Cell):
                 k_rb, (3 * self.hidden_size,), params["bias"].dtype)
         return params
 
+    @property
+    def fusable(self) -> bool:
+        """Only the reset-after form splits into ``h @ U`` and a pointwise update."""
+        return self.reset_after
+
+    def update(self, params: Params, carry: HiddenCarry, xp_BxG: jax.Array,
+               hr_BxG: jax.Array, probe=None):
+        """The reset-after step from ``hr_BxG = h_{t-1} U`` (see :meth:`Cell.update`); the
+        ``probe`` is added to ``h_t``."""
+        if not self.reset_after:
+            raise NotImplementedError("the reset-before GRU (reset_after=False) does not split "
+                                      "into h @ U and a pointwise update")
+        sig = activation(self.recurrent_activation)
+        x_r, x_z, x_n = jnp.split(xp_BxG, 3, axis=-1)
+        hp_BxG = hr_BxG + params["recurrent_bias"].astype(xp_BxG.dtype)[None, :]
+        h_r, h_z, h_n = jnp.split(hp_BxG, 3, axis=-1)
+        r, z = sig(x_r + h_r), sig(x_z + h_z)
+        n = activation(self.activation)(x_n + r * h_n)
+        h_BxH = (1.0 - z) * n + z * carry.h
+        if probe is not None:
+            h_BxH = h_BxH + probe.h
+        return HiddenCarry(h_BxH), h_BxH
+
     def step(self, params: Params, carry: HiddenCarry, xp_BxG: jax.Array):
+        if self.reset_after:
+            return super().step(params, carry, xp_BxG)
         act = activation(self.activation)
         sig = activation(self.recurrent_activation)
         h = carry.h
-        U_HxG = params["recurrent_kernel"].astype(xp_BxG.dtype)
+        U_HxG = params["recurrent_kernel"]
         H = self.hidden_size
         x_r, x_z, x_n = jnp.split(xp_BxG, 3, axis=-1)
-        if self.reset_after:
-            hp_BxG = h @ U_HxG + params["recurrent_bias"].astype(xp_BxG.dtype)[None, :]
-            h_r, h_z, h_n = jnp.split(hp_BxG, 3, axis=-1)
-            r, z = sig(x_r + h_r), sig(x_z + h_z)
-            n = act(x_n + r * h_n)
-        else:
-            h_r, h_z = jnp.split(h @ U_HxG[:, :2 * H], 2, axis=-1)
-            r, z = sig(x_r + h_r), sig(x_z + h_z)
-            n = act(x_n + (r * h) @ U_HxG[:, 2 * H:])
+        h_r, h_z = jnp.split(self.matmul(h, U_HxG[:, :2 * H]), 2, axis=-1)
+        r, z = sig(x_r + h_r), sig(x_z + h_z)
+        n = act(x_n + self.matmul(r * h, U_HxG[:, 2 * H:]))
         h_BxH = (1.0 - z) * n + z * h
         return HiddenCarry(h_BxH), h_BxH
 

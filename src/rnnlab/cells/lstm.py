@@ -112,6 +112,7 @@ class LSTM(Cell):
     variant: str = "vanilla"
 
     has_peepholes: ClassVar[bool] = False
+    update_reads_sum = True  # z = xp + hr
     torch_two_biases = True
 
     @property
@@ -159,22 +160,17 @@ class LSTM(Cell):
                 k_fgr, 3 * H, 3, params["kernel"].dtype)
         return params
 
-    def gate_preactivations(self, params: Params, carry, xp_BxG: jax.Array):
-        """``{gate: [B, H] pre-activation}`` for the gates of ``self.gates``."""
-        z_BxG = xp_BxG + carry.h @ params["recurrent_kernel"].astype(xp_BxG.dtype)
-        return dict(zip(self.gates, jnp.split(z_BxG, len(self.gates), axis=-1), strict=True))
-
-    def step(self, params: Params, carry, xp_BxG: jax.Array):
-        return self.probed_step(params, carry, xp_BxG, None)
-
-    def probed_step(self, params: Params, carry, xp_BxG: jax.Array, probe):
-        """The step; a ``probe`` is added to ``c_t`` before the output gate and ``h_t`` read
-        it, to ``h_t``, and (``fgr``) to each gate activation before it is used (see
-        :meth:`Cell.probed_step`)."""
+    def update(self, params: Params, carry, xp_BxG: jax.Array, hr_BxG: jax.Array,
+               probe=None):
+        """The step after the recurrent product ``hr_BxG = h_{t-1} U`` (see
+        :meth:`Cell.update`); a ``probe`` is added to ``c_t`` before the output gate and
+        ``h_t`` read it, to ``h_t``, and (``fgr``) to each gate activation before it is used
+        (see :meth:`Cell.probed_step`)."""
         act = activation(self.activation)
         sig = activation(self.recurrent_activation)
         dt = xp_BxG.dtype
-        z = self.gate_preactivations(params, carry, xp_BxG)
+        z = dict(zip(self.gates, jnp.split(xp_BxG + hr_BxG, len(self.gates), axis=-1),
+                     strict=True))
         peep = {}
         if self.has_peepholes:
             rows = params["peephole"].astype(dt)[:, None, :]  # each [1, H]
@@ -182,7 +178,7 @@ class LSTM(Cell):
         if self.variant == "fgr":
             H = self.hidden_size
             prev_Bx3H = jnp.concatenate([carry.i, carry.f, carry.o], axis=-1)
-            r_BxG = prev_Bx3H @ params["gate_recurrent_kernel"].astype(dt)
+            r_BxG = self.matmul(prev_Bx3H, params["gate_recurrent_kernel"])
             for k, g in enumerate(("i", "f", "o")):
                 z[g] = z[g] + r_BxG[:, k * H:(k + 1) * H]
 

@@ -57,10 +57,10 @@ class MGU(Cell):
 
     def step(self, params: Params, carry: HiddenCarry, xp_BxG: jax.Array):
         H = self.hidden_size
-        U_HxG = params["recurrent_kernel"].astype(xp_BxG.dtype)
+        U_HxG = params["recurrent_kernel"]
         x_f, x_h = jnp.split(xp_BxG, 2, axis=-1)
-        f = activation(self.recurrent_activation)(x_f + carry.h @ U_HxG[:, :H])
-        candidate = activation(self.activation)(x_h + (f * carry.h) @ U_HxG[:, H:])
+        f = activation(self.recurrent_activation)(x_f + self.matmul(carry.h, U_HxG[:, :H]))
+        candidate = activation(self.activation)(x_h + self.matmul(f * carry.h, U_HxG[:, H:]))
         h_BxH = (1.0 - f) * carry.h + f * candidate
         return HiddenCarry(h_BxH), h_BxH
 

@@ -38,7 +38,7 @@ from rnnlab.cells.registry import register_cell
 @dataclasses.dataclass(frozen=True)
 class PeepholeLSTM(LSTM):
     """LSTM with diagonal peephole connections; see the module docstring. The step is
-    :meth:`LSTM.probed_step` (the probe on ``c_t`` acts before the output gate's peephole and
+    :meth:`LSTM.update` (the probe on ``c_t`` acts before the output gate's peephole and
     ``h_t`` read it); every ``variant`` of the LSTM applies (Greff et al. 2017's vanilla LSTM
     is ``variant="vanilla"`` here)."""
 

@@ -33,13 +33,18 @@ class SimpleRNN(Cell):
     gates = ("h",)
     carry_type = HiddenCarry
     torch_two_biases = True
+    update_reads_sum = True  # h = phi(xp + hr)
 
     def init(self, key: jax.Array, input_size: int) -> Params:
         return self._dense_params(key, input_size)
 
-    def step(self, params: Params, carry: HiddenCarry, xp_BxG: jax.Array):
-        z_BxH = xp_BxG + carry.h @ params["recurrent_kernel"].astype(xp_BxG.dtype)
-        h_BxH = activation(self.activation)(z_BxH)
+    def update(self, params: Params, carry: HiddenCarry, xp_BxG: jax.Array,
+               hr_BxG: jax.Array, probe=None):
+        """:math:`h_t = \\phi(x_t W + b + h_{t-1} U)` from ``hr_BxG = h_{t-1} U`` (see
+        :meth:`Cell.update`); the ``probe`` is added to ``h_t``."""
+        h_BxH = activation(self.activation)(xp_BxG + hr_BxG)
+        if probe is not None:
+            h_BxH = h_BxH + probe.h
         return HiddenCarry(h_BxH), h_BxH
 
     def param_count(self, input_size: int) -> int:
