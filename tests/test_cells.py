@@ -299,5 +299,5 @@ def test_bfloat16_matmuls_accumulate_in_float32_and_keep_float32_carries(bptt):
     for a, b in zip(jax.tree.leaves(g16), jax.tree.leaves(g32), strict=True):
         assert a.dtype == jnp.float32
         np.testing.assert_allclose(a, b, rtol=5e-2, atol=5e-3)
-    with pytest.raises(ValueError, match="cell.matmul_dtype"):
+    with pytest.raises(ValueError, match=r"cell\.matmul_dtype"):
         LSTM(hidden_size=4, matmul_dtype="int4")
