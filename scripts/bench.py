@@ -53,6 +53,7 @@ import argparse
 import csv
 import dataclasses
 import datetime
+import functools
 import importlib.metadata
 import json
 import os
@@ -247,8 +248,10 @@ def jax_train_step(model: nn.Module, shape: Shape, members: int | None = None,
     return Stepper(jax.jit(step, donate_argnums=(0, 1)), params, opt_state, x, y)
 
 
-def rnnlab_model(cell: str, shape: Shape, unroll: int, bptt: str | None) -> nn.Module:
-    return RnnlabRegressor(RNNLAB_CELLS[cell](hidden_size=shape.H), unroll=unroll, bptt=bptt)
+def rnnlab_model(cell: str, shape: Shape, unroll: int, bptt: str | None,
+                 projection: str = "auto") -> nn.Module:
+    return RnnlabRegressor(RNNLAB_CELLS[cell](hidden_size=shape.H), unroll=unroll, bptt=bptt,
+                           projection=projection)
 
 
 def torch_train_step(torch, cell: str, shape: Shape, device: str) -> Callable[[], None]:
@@ -334,28 +337,38 @@ def step_flops(cell: str, shape: Shape) -> float:
     return float(T * per_step + head)
 
 
-def matmul_rate(m: int, k: int, n: int, reps: int) -> float:
-    """GFLOP/s of a jitted float32 ``[m,k]x[k,n]`` matmul (median of ``reps``)."""
-    a = jax.random.normal(jax.random.key(0), (m, k), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (k, n), jnp.float32)
-    f = jax.jit(jnp.dot)
-    # several products per timed call, so that dispatch does not dominate small sizes
-    inner = max(1, int(2e8 // (2 * m * k * n)))
+def einsum_rate(spec: str, sizes: dict[str, int], reps: int) -> float:
+    """GFLOP/s of a jitted float32 ``jnp.einsum(spec, a, b)`` (2 FLOPs per multiply-add;
+    median of ``reps``), e.g. ``"mk,kn->mn"`` for a matmul; ``sizes`` maps each index letter
+    to its length. Several products run per timed call, so that dispatch does not dominate
+    small sizes."""
+    lhs, rhs = spec.split("->")[0].split(",")
+    a = jax.random.normal(jax.random.key(0), tuple(sizes[c] for c in lhs), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), tuple(sizes[c] for c in rhs), jnp.float32)
+    flops = 2.0 * float(np.prod([sizes[c] for c in set(lhs + rhs)]))
+    inner = max(1, int(4e8 // flops))
 
     @jax.jit
     def many(a, b):
+        # the operand changes each time (no product is hoisted out of the loop) and the
+        # whole product is summed (none of it can be skipped)
         def body(i, acc):
-            return acc + f(a + i.astype(a.dtype) * 1e-9, b)[0, 0]
+            return acc + jnp.sum(jnp.einsum(spec, a + i.astype(a.dtype) * 1e-9, b))
         return jax.lax.fori_loop(0, inner, body, jnp.zeros((), jnp.float32))
 
     jax.block_until_ready(many(a, b))
     ms = measure({"mm": lambda: jax.block_until_ready(many(a, b))}, 1, reps)["mm"]
-    return 2.0 * m * k * n * inner / (ms * 1e-3) / 1e9
+    return flops * inner / (ms * 1e-3) / 1e9
+
+
+def matmul_rate(m: int, k: int, n: int, reps: int) -> float:
+    """GFLOP/s of a jitted float32 ``[m,k]x[k,n]`` matmul."""
+    return einsum_rate("mk,kn->mn", {"m": m, "k": k, "n": n}, reps)
 
 
 def torch_matmul_rate(torch, m: int, k: int, n: int, reps: int) -> float:
     a, b = torch.randn(m, k), torch.randn(k, n)
-    inner = max(1, int(2e8 // (2 * m * k * n)))
+    inner = max(1, int(4e8 // (2 * m * k * n)))
 
     def run():
         for _ in range(inner):
@@ -363,6 +376,48 @@ def torch_matmul_rate(torch, m: int, k: int, n: int, reps: int) -> float:
 
     ms = measure({"mm": run}, 1, reps)["mm"]
     return 2.0 * m * k * n * inner / (ms * 1e-3) / 1e9
+
+
+def matmul_rates(shapes: list[Shape], members_shape: Shape, members: int, torch,
+                 torch_device: str, args) -> tuple[dict, dict]:
+    """The float32 matmul rates the floor column uses (each shape's recurrent product
+    ``[B,H]x[H,4H]``, and a large square one), and, at the members shape, the products of
+    the step as XLA runs them: the weight gradient ``[H,B]x[B,G]`` (contracting the batch),
+    and the vmapped (batched) forms with S members."""
+    n = 256 if args.quick else 2048
+    reps = 3 if args.quick else 7
+    table: dict = {}
+    rates: dict = {"step_size": {}, "large": None}
+
+    def add(label, spec, sizes, torch_mkn=None):
+        entry = {"einsum": spec, "sizes": sizes, "jax_gflops": einsum_rate(spec, sizes, reps)}
+        if torch_mkn is not None and torch is not None and torch_device == "cpu":
+            entry["torch_gflops"] = torch_matmul_rate(torch, *torch_mkn, reps)
+        table[label] = entry
+        return entry["jax_gflops"]
+
+    for shape in shapes:
+        B, H = shape.B, shape.H
+        if (B, H) not in rates["step_size"]:
+            rates["step_size"][(B, H)] = add(f"h@U B={B} H={H}", "bh,hg->bg",
+                                             {"b": B, "h": H, "g": 4 * H}, (B, H, 4 * H))
+    rates["large"] = add(f"large {n}^3", "mk,kn->mn", {"m": n, "k": n, "n": n}, (n, n, n))
+    if "members" in args.parts or "layouts" in args.parts or "floor" in args.parts:
+        B, H, S = members_shape.B, members_shape.H, members
+        dims = {"s": S, "b": B, "h": H, "g": 4 * H}
+        add(f"h@U B={B} H={H} (members shape)", "bh,hg->bg", dims)
+        add(f"dU = h^T dz B={B} H={H}", "bh,bg->hg", dims)
+        add(f"h@U vmapped S={S}", "sbh,shg->sbg", dims)
+        add(f"dU vmapped S={S}", "sbh,sbg->shg", dims)
+        add(f"h@U members in rows [S*B,H]x[H,G] (one shared U, for scale) S={S}",
+            "bh,hg->bg", {**dims, "b": S * B})
+    print("\n## float32 matmul rate (GFLOP/s)")
+    for label, m in table.items():
+        print(f"- {label} ({m['einsum']}): jax {m['jax_gflops']:.1f}"
+              + (f", torch {m['torch_gflops']:.1f}" if "torch_gflops" in m else ""))
+    print("(the floor columns divide each shape's matmul FLOPs by its h@U rate and by the "
+          "large rate)", flush=True)
+    return rates, table
 
 
 # ---- part: the training step table ----------------------------------------------------------
@@ -398,7 +453,8 @@ def bench_train_shape(shape: Shape, cells: list[str], torch, torch_device: str, 
                 "autodiff_ms": auto, "fused/autodiff": ratio(fused, auto), "flax_cell": label,
                 "flax_ms": f, "torch_ms": t, "rnnlab/flax": ratio(r, f),
                 "rnnlab/torch": ratio(r, t), "step_gflop": flops / 1e9,
-                "floor_ms_step_size": 1e3 * flops / (rates["step_size"] * 1e9),
+                "floor_ms_step_size": 1e3 * flops / (rates["step_size"][(shape.B, shape.H)]
+                                                     * 1e9),
                 "floor_ms_large": 1e3 * flops / (rates["large"] * 1e9)})
     # the peephole LSTM against the LSTM (target: within 1.15x)
     for row in rows:
@@ -418,13 +474,26 @@ TRAIN_KEYS = ["shape", "cell", "rnnlab_ms", "fused_ms", "autodiff_ms", "fused/au
 
 # ---- part: vmapped members -----------------------------------------------------------------
 def bench_members(shape: Shape, cells: list[str], sizes: list[int], args) -> list[dict]:
+    """The rnnlab step vmapped over each S, and at the largest S also with the other input
+    projection (``hoisted`` on CPU: the input product and its weight gradient leave the loop)
+    and, when available, with each ``bptt`` path."""
     steps = {}
+    other = "hoisted" if resolve_projection("auto") == "in_scan" else "in_scan"
+    variants = [("projection", other, {"projection": other})]
+    variants += [("bptt", b, {"bptt": b}) for b in (("fused", "autodiff") if HAS_BPTT else ())]
+    big = max(sizes)
     for cell in cells:
         model = rnnlab_model(cell, shape, args.unroll, None)
         steps[f"{cell}/plain"] = jax_train_step(model, shape)
         for s in sizes:
             steps[f"{cell}/S={s}"] = jax_train_step(model, shape, members=s)
-    ms = measure(steps, args.warmup, args.reps)
+        for kind, value, opts in variants:
+            for s in sorted({1, big}):
+                steps[f"{cell}/S={s}/{kind}={value}"] = try_build(
+                    lambda c=cell, o=opts, s=s: jax_train_step(
+                        rnnlab_model(c, shape, args.unroll, **{"bptt": None, **o}), shape,
+                        members=s), f"members {cell} S={s} {kind}={value}", [])
+    ms = measure({k: v for k, v in steps.items() if v is not None}, args.warmup, args.reps)
     rows = []
     for cell in cells:
         base = ms[f"{cell}/S=1"] if 1 in sizes else ms[f"{cell}/plain"]
@@ -433,12 +502,24 @@ def bench_members(shape: Shape, cells: list[str], sizes: list[int], args) -> lis
             rows.append({"shape": str(shape), "cell": cell, "S": s,
                          "ms": ms[f"{cell}/S={s}"], "ms_per_model": per,
                          "per_model/S=1": per / base,
-                         "unvmapped_ms": ms[f"{cell}/plain"]})
+                         "unvmapped_ms": ms[f"{cell}/plain"], "variant": "default",
+                         "per_model/default_S=1": per / base})
+        for kind, value, _ in variants:
+            one = ms.get(f"{cell}/S=1/{kind}={value}")
+            many = ms.get(f"{cell}/S={big}/{kind}={value}")
+            for s, t in ((1, one), (big, many)):
+                rows.append({"shape": str(shape), "cell": cell, "S": s, "ms": t,
+                             "ms_per_model": None if t is None else t / s,
+                             "per_model/S=1": None if t is None or one is None
+                             else t / s / one,
+                             "per_model/default_S=1": None if t is None else t / s / base,
+                             "unvmapped_ms": ms[f"{cell}/plain"],
+                             "variant": f"{kind}={value}"})
     return rows
 
 
 # ---- part: member layouts of the recurrent product (hand-written LSTM) -------------------
-LAYOUTS = ("batched", "members_minor", "blockdiag", "split")
+LAYOUTS = ("batched", "members_minor", "blockdiag", "split", "fused")
 
 
 def recurrent_product(layout: str, h_SxBxH, U_SxHxG):
@@ -458,6 +539,63 @@ def recurrent_product(layout: str, h_SxBxH, U_SxHxG):
     if layout == "split":  # S separate [B, H] x [H, G] dots
         return jnp.stack([h_SxBxH[s] @ U_SxHxG[s] for s in range(S)])
     raise ValueError(f"layout {layout!r}; accepted: {LAYOUTS}")
+
+
+def lstm_pointwise(z_SxBxG, c_SxBxH):
+    """The LSTM's update after its products (gate order i, f, g, o): ``(h, c)``."""
+    i, f, g, o = jnp.split(z_SxBxG, 4, axis=-1)
+    c = jax.nn.sigmoid(f) * c_SxBxH + jax.nn.sigmoid(i) * jnp.tanh(g)
+    return jax.nn.sigmoid(o) * jnp.tanh(c), c
+
+
+def _fused_forward(W, U, b, xs_TxSxBxD, unroll):
+    S, B, H = xs_TxSxBxD.shape[1], xs_TxSxBxD.shape[2], U.shape[1]
+
+    def body(carry, x_SxBxD):
+        h, c = carry
+        z = (jnp.einsum("sbd,sdg->sbg", x_SxBxD, W) + b[:, None]
+             + jnp.einsum("sbh,shg->sbg", h, U))
+        h_new, c_new = lstm_pointwise(z, c)
+        return (h_new, c_new), (h, c, z)
+
+    zeros = jnp.zeros((S, B, H), jnp.float32)
+    return jax.lax.scan(body, (zeros, zeros), xs_TxSxBxD, unroll=unroll)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def fused_lstm(W, U, b, xs_TxSxBxD, unroll=1):
+    """Final hidden state ``[S, B, H]`` of an LSTM over ``xs`` (S members); its backward pass
+    runs only the data gradient ``dz_t U^T`` in the reverse loop and forms the weight
+    gradients after it, each as one product over all steps (cuDNN's and PyTorch's order; the
+    pointwise update is differentiated per step with ``jax.vjp``)."""
+    (h, _), _ = _fused_forward(W, U, b, xs_TxSxBxD, unroll)
+    return h
+
+
+def _fused_fwd(W, U, b, xs, unroll=1):
+    (h, _), saved = _fused_forward(W, U, b, xs, unroll)
+    return h, (W, U, xs, saved)
+
+
+def _fused_bwd(unroll, res, dh_SxBxH):
+    W, U, xs, (h_prev, c_prev, z) = res
+
+    def body(carry, inputs):
+        dh, dc = carry
+        z_t, c_t = inputs
+        _, vjp = jax.vjp(lstm_pointwise, z_t, c_t)
+        dz, dc_prev = vjp((dh, dc))
+        return (jnp.einsum("sbg,shg->sbh", dz, U), dc_prev), dz
+
+    _, dz_TxSxBxG = jax.lax.scan(body, (dh_SxBxH, jnp.zeros_like(dh_SxBxH)), (z, c_prev),
+                                 reverse=True, unroll=unroll)
+    dU = jnp.einsum("tsbh,tsbg->shg", h_prev, dz_TxSxBxG)  # one [H, T*B] x [T*B, G] each
+    dW = jnp.einsum("tsbd,tsbg->sdg", xs, dz_TxSxBxG)
+    dxs = jnp.einsum("tsbg,sdg->tsbd", dz_TxSxBxG, W)
+    return dW, dU, dz_TxSxBxG.sum(axis=(0, 2)), dxs
+
+
+fused_lstm.defvjp(_fused_fwd, _fused_bwd)
 
 
 def lstm_members_step(shape: Shape, S: int, layout: str, unroll: int) -> Stepper:
@@ -482,13 +620,13 @@ def lstm_members_step(shape: Shape, S: int, layout: str, unroll: int) -> Stepper
             h, c = carry
             z = (jnp.einsum("sbd,sdg->sbg", x_SxBxD, p["W"]) + p["b"][:, None]
                  + recurrent_product(layout, h, p["U"]))
-            i, f, g, o = jnp.split(z, 4, axis=-1)
-            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-            h = jax.nn.sigmoid(o) * jnp.tanh(c)
-            return (h, c), None
+            return lstm_pointwise(z, c), None
 
-        zeros = jnp.zeros((S, B, H), jnp.float32)
-        (h, _), _ = jax.lax.scan(body, (zeros, zeros), xs, unroll=unroll)
+        if layout == "fused":
+            h = fused_lstm(p["W"], p["U"], p["b"], xs, unroll)
+        else:
+            zeros = jnp.zeros((S, B, H), jnp.float32)
+            (h, _), _ = jax.lax.scan(body, (zeros, zeros), xs, unroll=unroll)
         out = jnp.einsum("sbh,sho->sbo", h, p["Wo"]) + p["bo"][:, None]
         return jnp.sum(jnp.mean((out - y_SxBx1) ** 2, axis=(1, 2)))  # members independent
 
@@ -504,14 +642,19 @@ def lstm_members_step(shape: Shape, S: int, layout: str, unroll: int) -> Stepper
 
 
 def bench_layouts(shape: Shape, sizes: list[int], args) -> list[dict]:
-    steps = {"S=1": lstm_members_step(shape, 1, "batched", args.unroll)}
-    big = [s for s in sizes if s > 1]
+    """The hand-written members step in each layout at the largest S, against S=1; and the
+    fused-BPTT form (weight gradients after the reverse loop) at S=1 and the largest S."""
+    steps = {"S=1": lstm_members_step(shape, 1, "batched", args.unroll),
+             "S=1/fused": lstm_members_step(shape, 1, "fused", args.unroll)}
+    big = [max(sizes)] if max(sizes) > 1 else []  # the block-diagonal one costs S^2 FLOPs
     for s in big:
         for layout in LAYOUTS:
             steps[f"S={s}/{layout}"] = lstm_members_step(shape, s, layout, args.unroll)
     ms = measure(steps, args.warmup, args.reps)
     rows = [{"shape": str(shape), "S": 1, "layout": "batched", "ms": ms["S=1"],
-             "ms_per_model": ms["S=1"], "per_model/S=1": 1.0}]
+             "ms_per_model": ms["S=1"], "per_model/S=1": 1.0},
+            {"shape": str(shape), "S": 1, "layout": "fused", "ms": ms["S=1/fused"],
+             "ms_per_model": ms["S=1/fused"], "per_model/S=1": ms["S=1/fused"] / ms["S=1"]}]
     for s in big:
         for layout in LAYOUTS:
             t = ms[f"S={s}/{layout}"]
@@ -706,6 +849,7 @@ def main(argv=None) -> None:
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     members_cells = [c.strip() for c in args.members_cells.split(",") if c.strip()]
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    args.parts = parts
     for flag, values, accepted in (("--cells", cells, CELLS),
                                    ("--members-cells", members_cells, CELLS),
                                    ("--parts", parts, PARTS)):
@@ -760,27 +904,10 @@ def main(argv=None) -> None:
         return
 
     # train mode: the machine's matmul rate first (the floor column needs it)
-    rates = {"step_size": None, "large": None}
-    H0 = shapes[0].H
-    B0 = shapes[0].B
+    rates: dict = {"step_size": {}, "large": None}
     if "floor" in parts or "step" in parts:
-        n = 256 if args.quick else 2048
-        reps = 3 if args.quick else 7
-        rates = {"step_size": matmul_rate(B0, H0, 4 * H0, reps),
-                 "large": matmul_rate(n, n, n, reps)}
-        result["matmul"] = {"step_size": {"m,k,n": [B0, H0, 4 * H0],
-                                          "jax_gflops": rates["step_size"]},
-                            "large": {"m,k,n": [n, n, n], "jax_gflops": rates["large"]}}
-        if torch is not None and torch_device == "cpu":
-            result["matmul"]["step_size"]["torch_gflops"] = torch_matmul_rate(
-                torch, B0, H0, 4 * H0, reps)
-            result["matmul"]["large"]["torch_gflops"] = torch_matmul_rate(torch, n, n, n, reps)
-        print("\n## float32 matmul rate (GFLOP/s)")
-        for label, m in result["matmul"].items():
-            print(f"- {label} {'x'.join(map(str, m['m,k,n']))}: jax {m['jax_gflops']:.1f}"
-                  + (f", torch {m['torch_gflops']:.1f}" if "torch_gflops" in m else ""))
-        print(f"(step-size rate measured at B={B0}, H={H0}; the floor column of every shape "
-              f"uses these two rates)", flush=True)
+        rates, result["matmul"] = matmul_rates(shapes, members_shape, max(sizes), torch,
+                                               torch_device, args)
 
     table, rows = "", []
     if "step" in parts:
@@ -810,10 +937,13 @@ def main(argv=None) -> None:
         mrows = bench_members(members_shape, members_cells, sizes, args)
         print("\n## rnnlab step vmapped over S members (target: per model at S=8 <= 0.6 of "
               "S=1)")
-        print(markdown_table(["B×T×D×H", "cell", "S", "ms per step", "ms per model",
-                              "per model / S=1", "unvmapped ms"],
-                             [[r["shape"], r["cell"], r["S"], r["ms"], r["ms_per_model"],
-                               r["per_model/S=1"], r["unvmapped_ms"]] for r in mrows]))
+        print(markdown_table(["B×T×D×H", "cell", "variant", "S", "ms per step",
+                              "ms per model", "per model / S=1 (same variant)",
+                              "per model / S=1 (default)", "unvmapped ms (default)"],
+                             [[r["shape"], r["cell"], r["variant"], r["S"], r["ms"],
+                               r["ms_per_model"], r["per_model/S=1"],
+                               r["per_model/default_S=1"], r["unvmapped_ms"]]
+                              for r in mrows]))
         result["members"] = mrows
 
     if "layouts" in parts:
