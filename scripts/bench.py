@@ -231,9 +231,11 @@ class Stepper:
 
 
 def jax_train_step(model: nn.Module, shape: Shape, members: int | None = None,
-                   seed: int = 0) -> Stepper:
+                   seed: int = 0, chunk: int | None = None) -> Stepper:
     """One jitted training step of ``model``; with ``members``, ``jax.vmap`` of it over that
-    many independent members (parameters, optimizer states and batches of their own)."""
+    many independent members (parameters, optimizer states and batches of their own); with
+    ``chunk`` too, the members run ``chunk`` at a time: ``jax.lax.map`` over
+    ``members // chunk`` groups of a step vmapped over ``chunk`` (same results)."""
     tx = optimizer()
     x, y = data(shape, seed, members)
     step = make_train_step(model, tx)
@@ -245,7 +247,25 @@ def jax_train_step(model: nn.Module, shape: Shape, members: int | None = None,
         params = jax.vmap(model.init)(keys, x)
         opt_state = jax.vmap(tx.init)(params)
         step = jax.vmap(step)
+        if chunk is not None and chunk < members:
+            if members % chunk:
+                raise ValueError(f"chunk={chunk} must divide members={members}")
+            step = chunked(step, members // chunk)
     return Stepper(jax.jit(step, donate_argnums=(0, 1)), params, opt_state, x, y)
+
+
+def chunked(step_v, groups: int):
+    """``step_v`` (vmapped over members) applied to ``groups`` groups in turn."""
+    def split(t):
+        return jax.tree.map(lambda v: v.reshape(groups, v.shape[0] // groups, *v.shape[1:]), t)
+
+    def merge(t):
+        return jax.tree.map(lambda v: v.reshape(v.shape[0] * v.shape[1], *v.shape[2:]), t)
+
+    def step(*args):
+        return merge(jax.lax.map(lambda a: step_v(*a), split(args)))
+
+    return step
 
 
 def rnnlab_model(cell: str, shape: Shape, unroll: int, bptt: str | None,
@@ -479,7 +499,7 @@ def bench_members(shape: Shape, cells: list[str], sizes: list[int], args) -> lis
     and, when available, with each ``bptt`` path."""
     steps = {}
     other = "hoisted" if resolve_projection("auto") == "in_scan" else "in_scan"
-    variants = [("projection", other, {"projection": other})]
+    variants = [("projection", other, {"projection": other}), ("chunk", 2, {"chunk": 2})]
     variants += [("bptt", b, {"bptt": b}) for b in (("fused", "autodiff") if HAS_BPTT else ())]
     big = max(sizes)
     for cell in cells:
@@ -488,11 +508,13 @@ def bench_members(shape: Shape, cells: list[str], sizes: list[int], args) -> lis
         for s in sizes:
             steps[f"{cell}/S={s}"] = jax_train_step(model, shape, members=s)
         for kind, value, opts in variants:
-            for s in sorted({1, big}):
+            model_opts = {k: v for k, v in opts.items() if k != "chunk"}
+            ch = opts.get("chunk")
+            for s in sorted({big} if kind == "chunk" else {1, big}):
                 steps[f"{cell}/S={s}/{kind}={value}"] = try_build(
-                    lambda c=cell, o=opts, s=s: jax_train_step(
+                    lambda c=cell, o=model_opts, s=s, ch=ch: jax_train_step(
                         rnnlab_model(c, shape, args.unroll, **{"bptt": None, **o}), shape,
-                        members=s), f"members {cell} S={s} {kind}={value}", [])
+                        members=s, chunk=ch), f"members {cell} S={s} {kind}={value}", [])
     ms = measure({k: v for k, v in steps.items() if v is not None}, args.warmup, args.reps)
     rows = []
     for cell in cells:
@@ -507,7 +529,7 @@ def bench_members(shape: Shape, cells: list[str], sizes: list[int], args) -> lis
         for kind, value, _ in variants:
             one = ms.get(f"{cell}/S=1/{kind}={value}")
             many = ms.get(f"{cell}/S={big}/{kind}={value}")
-            for s, t in ((1, one), (big, many)):
+            for s, t in ((1, one), (big, many)) if kind != "chunk" else ((big, many),):
                 rows.append({"shape": str(shape), "cell": cell, "S": s, "ms": t,
                              "ms_per_model": None if t is None else t / s,
                              "per_model/S=1": None if t is None or one is None
@@ -708,13 +730,27 @@ def hlo_summary(shape: Shape, members: int, unroll: int) -> dict:
                 counts[m.group(2)] = counts.get(m.group(2), 0) + 1
                 if m.group(2) == "dot":
                     dims = ", ".join(re.findall(r"(\w+_dims=\{[\d,]*\})", line))
-                    origin = re.search(r'op_name="[^"]*?(transpose\(jvp|jvp)', line)
-                    side = {"transpose(jvp": "backward", "jvp": "forward"}.get(
-                        origin.group(1) if origin else "", "?")
+                    origin = re.search(r'op_name="([^"]*)"', line)
+                    side = ("?" if origin is None else "backward"
+                            if "transpose(" in origin.group(1) else "forward")
                     dots.append(f"{m.group(1)} dot, {dims} ({side})")
         summary[body] = {"ops": counts, "dots": sorted(dots)}
+    # the loops' state: what each while carries, in MB, and how much of it is stacked over
+    # the T steps (the activations the forward loop saves for the backward one)
+    loops = []
+    for line in text.splitlines():
+        m = re.search(r"=\s*\((.*?)\)\s+while\(.*body=%?([\w.\-]+)", line)
+        if not m:
+            continue
+        dims = [[int(d) for d in g.split(",") if d]
+                for g in re.findall(r"f32\[([\d,]*)\]", m.group(1))]
+        total = sum(4 * int(np.prod(d)) for d in dims)
+        stacked = sum(4 * int(np.prod(d)) for d in dims if d and d[0] == shape.T)
+        loops.append({"body": m.group(2), "state_mb": total / 2**20,
+                      "stacked_over_T_mb": stacked / 2**20,
+                      "stacked_arrays": sum(1 for d in dims if d and d[0] == shape.T)})
     return {"shape": str(shape), "members": members, "while_bodies": summary,
-            "hlo_chars": len(text)}
+            "loops": loops, "hlo_chars": len(text)}
 
 
 # ---- environment -------------------------------------------------------------------------
@@ -962,6 +998,10 @@ def main(argv=None) -> None:
                for s in sorted({max(sizes)} if args.quick else {1, max(sizes)})}
         print("\n## compiled HLO of the vmapped rnnlab LSTM step: ops inside while bodies")
         for s, h in hlo.items():
+            for loop in h["loops"]:
+                print(f"- S={s} loop {loop['body']}: state {loop['state_mb']:.1f} MB, of which "
+                      f"{loop['stacked_arrays']} arrays stacked over T = "
+                      f"{loop['stacked_over_T_mb']:.1f} MB")
             for body, info in h["while_bodies"].items():
                 print(f"- S={s} {body}: {info['ops']}")
                 for d in info["dots"]:
