@@ -1,0 +1,170 @@
+"""Packed sweeps: jobs that differ only in packable values train as the members of one program
+(rnnlab.packing, hydra/launcher=packed) and each ends exactly as it would have alone."""
+
+import json
+import signal
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+import pytest
+
+from rnnlab import loop, packing
+from rnnlab.config import compose
+from rnnlab.loop import build, execute
+from rnnlab.train import build_optimizer, make_train
+
+TINY = ["cell=rnn", "cell.hidden_size=8", "task.length=2", "task.copy_length=3", "train.steps=6",
+        "train.log_every=2", "train.num_seeds=2", "train.batch_size=4",
+        "train.eval_batch_size=8", "gradients.enabled=false", "logger.progress=false",
+        "logger.wandb.mode=disabled", "logger.plots=false", "train.compilation_cache=null",
+        "optim=adamw", "optim.schedule=warmup_cosine", "optim.warmup_steps=2",
+        "train.checkpoint_every=0"]
+# A: no clipping, no decay; B: another learning rate, decay, a threshold the gradients exceed;
+# C: a learning rate that diverges
+JOBS = {"a": ["optim.learning_rate=1e-2", "optim.weight_decay=0", "optim.grad_clip=null"],
+        "b": ["optim.learning_rate=3e-2", "optim.weight_decay=0.5", "optim.grad_clip=0.05"],
+        "c": ["optim.learning_rate=1e38", "optim.grad_clip=null", "train.seed=5"]}
+RTOL = 1e-5
+
+
+def _metrics(run_dir: Path) -> pd.DataFrame:
+    df = pd.read_json(run_dir / "metrics.jsonl", lines=True)
+    return df.sort_values(["split", "step", "seed"]).reset_index(drop=True)
+
+
+def _assert_same_metrics(got: Path, want: Path) -> None:
+    a, b = _metrics(got), _metrics(want)
+    assert list(a.columns) == list(b.columns) and len(a) == len(b)
+    assert (a[["split", "step", "seed"]] == b[["split", "step", "seed"]]).all().all()
+    numeric = [c for c in a.columns if c not in ("split", "step", "seed")]
+    np.testing.assert_allclose(a[numeric].to_numpy(float), b[numeric].to_numpy(float),
+                               rtol=RTOL, atol=1e-7)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Jobs a and b each alone (the reference), and a, b, c packed into one program."""
+    root = tmp_path_factory.mktemp("packing")
+    cfgs = {k: compose([*TINY, *v]) for k, v in JOBS.items()}
+    for k in ("a", "b"):
+        execute(cfgs[k], root / f"alone_{k}")
+    outcome = packing.execute_packed([(cfgs[k], root / f"packed_{k}", build(cfgs[k]))
+                                      for k in JOBS])
+    return root, cfgs, dict(zip(JOBS, outcome, strict=True))
+
+
+def test_packed_members_match_separate_runs(runs):
+    """Learning rate, weight decay and clipping per member: each packed job logs, row for
+    row, what the same job logs when it runs alone."""
+    root, _, outcome = runs
+    for k in ("a", "b"):
+        assert outcome[k]["status"] == "ok" and outcome[k]["packed_members"] == 6
+        _assert_same_metrics(root / f"packed_{k}", root / f"alone_{k}")
+        alone = json.loads((root / f"alone_{k}" / "summary.json").read_text())
+        for seed, row in alone["per_seed"].items():
+            for name, value in row.items():
+                if isinstance(value, float):
+                    assert outcome[k]["per_seed"][seed][name] == pytest.approx(value, rel=RTOL)
+    # the members really differ: learning rates as configured, clipping where it was set
+    a, b = _metrics(root / "packed_a"), _metrics(root / "packed_b")
+    train_a, train_b = a[a.split == "train"], b[b.split == "train"]
+    assert not np.allclose(train_a["loss"], train_b["loss"])
+    assert (train_a["grad_norm_clipped"] == train_a["grad_norm"]).all()
+    np.testing.assert_allclose(train_b["grad_norm_clipped"], 0.05, rtol=1e-6)
+    assert (train_b["grad_norm"] > 0.05).all()
+    # warmup_cosine over 6 steps, 2 warm-up: the last chunk's last step is step 5
+    lr = optax.warmup_cosine_decay_schedule(0.0, 3e-2, 2, 6, end_value=0.0)(5)
+    assert train_b["learning_rate"].iloc[-1] == pytest.approx(float(lr), rel=1e-6)
+    # each job's folder has what an unpacked job's folder has
+    names = {p.name for p in (root / "alone_a").iterdir()}
+    assert names == {p.name for p in (root / "packed_a").iterdir()}
+
+
+def test_a_diverging_member_stops_alone(runs):
+    root, _, outcome = runs
+    assert isinstance(outcome["c"], FloatingPointError)
+    summary = json.loads((root / "packed_c" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "diverged for every seed" in summary["error"]
+    events = [json.loads(x) for x in (root / "packed_c" / "events.jsonl").read_text()
+              .splitlines()]
+    assert {e["seed"] for e in events if e["event"] == "diverged"} == {5, 6}
+    # a and b trained to the end beside it (checked against their runs alone above)
+    assert outcome["a"]["steps_run"] == outcome["b"]["steps_run"] == 6
+
+
+def test_traced_optimizer_values_equal_the_static_optimizer():
+    """The optimizer built from traced per-member values (what a packed program runs) against
+    optax built from the config's Python floats, over three updates."""
+    cfg = compose([*TINY, *JOBS["b"]])
+    trainer = make_train(cfg)
+    params = {"w": jnp.asarray(np.linspace(-1.0, 1.0, 6, dtype=np.float32))}
+    grads = [{"w": jnp.asarray(np.full(6, g, np.float32))} for g in (0.3, -2.0, 0.7)]
+    static, _ = build_optimizer(cfg.optim, int(cfg.train.steps))
+
+    def run(tx, params):
+        with jax.numpy_dtype_promotion("standard"):
+            state = tx.init(params)
+            for g in grads:
+                updates, state = tx.update(g, state, params)
+                params = optax.apply_updates(params, updates)
+        return params
+
+    @jax.jit
+    def traced(hp, params):
+        tx, _ = trainer.optimizer(hp)
+        return run(tx, params)
+
+    hp = {k: jnp.float32(v) for k, v in trainer.hparams.items()}
+    np.testing.assert_allclose(traced(hp, params)["w"], run(static, params)["w"], rtol=1e-6)
+
+
+def test_unpackable_differences_split_groups():
+    base = ["optim.learning_rate=1e-3"]
+    cases = [base, ["optim.learning_rate=3e-3", "train.seed=4", "train.num_seeds=3"],
+             ["optim.weight_decay=0.1", "optim.grad_clip=null", "logger.plots=false"],
+             ["cell=gru"], ["cell.hidden_size=16"], ["task.length=3"], ["optim=sgd"],
+             ["optim.schedule=cosine"], ["model.dropout=0.1"], ["train.steps=2000"]]
+    cfgs = [compose(c) for c in cases]
+    assert packing.group_jobs(cfgs) == [[0, 1, 2], [3], [4], [5], [6], [7], [8], [9]]
+    # a cap on members cuts a group between jobs (3 seeds each)
+    assert packing.group_jobs(cfgs[:3], max_members=5) == [[0], [1], [2]]
+    assert packing.group_jobs(cfgs[:3], max_members=6) == [[0, 1], [2]]
+    assert packing.group_jobs(cfgs[:3], max_members=9) == [[0, 1, 2]]
+
+
+def test_a_packed_group_checkpoints_and_resumes(runs, monkeypatch):
+    """A stop signal after the first chunk: both jobs checkpoint into their own folders and
+    end interrupted; rerun, they resume and end as the jobs alone did."""
+    root, _, _ = runs
+
+    class StopAtOnce(loop.StopSignals):
+        def __enter__(self):
+            super().__enter__()
+            self.received = signal.SIGUSR2  # as if it arrived during the first chunk
+            return self
+
+    dirs = [root / "resumed_a", root / "resumed_b"]
+    cfgs = {k: compose([*TINY, *JOBS[k], "train.checkpoint_every=2"]) for k in "ab"}
+    entries = [(cfgs[k], d, build(cfgs[k])) for k, d in zip("ab", dirs, strict=True)]
+    previous = signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(loop, "StopSignals", StopAtOnce)
+            first = packing.execute_packed(entries)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert all(isinstance(o, loop.Interrupted) for o in first)
+    for d in dirs:
+        assert json.loads((d / "summary.json").read_text())["status"] == "interrupted"
+        assert sorted(int(p.name) for p in (d / "checkpoints").iterdir()
+                      if p.name.isdigit()) == [2]
+    again = packing.execute_packed(entries)
+    for k, d, o in zip("ab", dirs, again, strict=True):
+        assert o["status"] == "ok" and o["steps_run"] == 6
+        _assert_same_metrics(d, root / f"alone_{k}")
+        events = [json.loads(x) for x in (d / "events.jsonl").read_text().splitlines()]
+        assert [e["event"] for e in events] == ["resumed"] and events[0]["step"] == 2
