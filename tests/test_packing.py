@@ -122,6 +122,25 @@ def test_traced_optimizer_values_equal_the_static_optimizer():
     np.testing.assert_allclose(traced(hp, params)["w"], run(static, params)["w"], rtol=1e-6)
 
 
+def test_the_packed_preset_sets_the_launchers_arguments():
+    import inspect
+
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from hydra_plugins.rnnlab_packed import PackedLauncher
+    from rnnlab.config import config_dir, register_configs
+
+    register_configs([])
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=["hydra/launcher=packed"],
+                            return_hydra_config=True)
+    node = cfg.hydra.launcher
+    assert node._target_ == "hydra_plugins.rnnlab_packed.PackedLauncher"
+    params = set(inspect.signature(PackedLauncher.__init__).parameters) - {"self"}
+    assert set(node.keys()) - {"_target_"} == params
+
+
 def test_unpackable_differences_split_groups():
     base = ["optim.learning_rate=1e-3"]
     cases = [base, ["optim.learning_rate=3e-3", "train.seed=4", "train.num_seeds=3"],
@@ -168,3 +187,71 @@ def test_a_packed_group_checkpoints_and_resumes(runs, monkeypatch):
         _assert_same_metrics(d, root / f"alone_{k}")
         events = [json.loads(x) for x in (d / "events.jsonl").read_text().splitlines()]
         assert [e["event"] for e in events] == ["resumed"] and events[0]["step"] == 2
+
+
+COUNT_COMPILES = r"""
+import atexit, logging, os
+import jax
+
+COMPILED = {}
+
+
+class _Count(logging.Handler):
+    def emit(self, record):
+        text = record.getMessage()
+        if text.startswith("Finished XLA compilation of jit(run_chunk)"):
+            COMPILED[os.getcwd()] = COMPILED.get(os.getcwd(), 0) + 1
+
+
+jax.config.update("jax_log_compiles", True)
+logging.getLogger("jax").addHandler(_Count())
+atexit.register(lambda: open(EXTRA, "w").write(json.dumps(COMPILED)))
+"""
+
+
+def test_cli_sweep_packed_and_unpacked_make_the_same_jobs_and_packing_compiles_once(tmp_path):
+    """``-m optim.learning_rate=1e-3,3e-3,-1 train.num_seeds=2`` with and without
+    ``hydra/launcher=packed``: the same folders, files and sweep.csv rows (the bad value
+    refused alone, naming the field), and the packed sweep compiles its training chunk once
+    where the unpacked one compiles it per job."""
+    from cli_driver import run_command_lines
+
+    tiny = ["cell=rnn", "cell.hidden_size=4", "task.length=2", "task.copy_length=3",
+            "train.steps=4", "train.log_every=2", "train.num_seeds=2", "train.batch_size=4",
+            "train.eval_batch_size=8", "gradients.every=2", "gradients.batch_size=4",
+            "logger.progress=false", "logger.wandb.mode=disabled", "logger.plots=false",
+            "train.compilation_cache=null", "optim.learning_rate=1e-3,3e-3,-1"]
+    cases = []
+    for name, launcher in (("packed", ["hydra/launcher=packed"]), ("alone", [])):
+        (tmp_path / name).mkdir()
+        cases.append((["-m", *launcher, *tiny, f"hydra.sweep.dir={tmp_path / name}/sweep"],
+                      tmp_path / name))
+    (tmp_path / "refused").mkdir()
+    cases.append((["-m", "hydra/launcher=packed", "hydra.launcher.max_members=0", *tiny,
+                   f"hydra.sweep.dir={tmp_path}/refused/sweep"], tmp_path / "refused"))
+    counts = tmp_path / "compiles.json"
+    packed, alone, refused = run_command_lines(cases, prelude=COUNT_COMPILES,
+                                               extra=str(counts))
+    assert packed["code"] == alone["code"] == 1, (packed["err"], alone["err"])
+    for out in (packed, alone):
+        assert "optim.learning_rate=-1" in out["err"] and "FAILED" in out["err"]
+    compiled = json.loads(counts.read_text())
+    assert compiled == {str(tmp_path / "packed"): 1, str(tmp_path / "alone"): 2}
+    a, b = (pd.read_csv(tmp_path / n / "sweep" / "sweep.csv") for n in ("packed", "alone"))
+    assert list(a["job"]) == list(b["job"]) == ["0_copy_rnn", "1_copy_rnn", "2_copy_rnn"]
+    assert list(a["status"]) == list(b["status"]) == ["ok", "ok", "failed"]
+    for col in ("metric", "seeds", "diverged_seeds", "overrides"):
+        assert list(a[col].fillna("")) == list(b[col].fillna("")), col
+    np.testing.assert_allclose(a["mean"][:2], b["mean"][:2], rtol=RTOL)
+    assert "optim.learning_rate" in a["error"][2] and "-1" in a["error"][2]
+    for job in a["job"]:
+        listing = [sorted(p.name for p in (tmp_path / n / "sweep" / job).iterdir())
+                   for n in ("packed", "alone")]
+        assert listing[0] == listing[1], job
+    for job in a["job"][:2]:
+        _assert_same_metrics(tmp_path / "packed" / "sweep" / job,
+                             tmp_path / "alone" / "sweep" / job)
+    # a bad launcher value: one line naming it, nothing run
+    assert refused["code"] == 2 and "hydra.launcher.max_members" in refused["err"]
+    assert "0" in refused["err"] and "Traceback" not in refused["err"]
+    assert not (tmp_path / "refused" / "sweep").exists()
