@@ -2,7 +2,10 @@
 chunks of ``train.log_every`` steps with logging, evaluation, gradient probes, divergence
 checks and early stopping between chunks.
 
-``execute(cfg, run_dir)`` is what ``python -m rnnlab.run`` calls for each job.
+``execute(cfg, run_dir)`` is what ``python -m rnnlab.run`` calls for each job. The vmapped
+axis is one of *members*: :func:`fit_members` trains several jobs' seeds (each with its own
+optimizer values) in one program, with the host loop kept per job (:class:`Part`); :func:`fit`
+is the one-job case, and :mod:`rnnlab.packing` runs packed sweeps through it.
 """
 
 import dataclasses
@@ -126,8 +129,9 @@ class Part:
 class _Book:
     """A part's host-side loop state (what its checkpoints' host JSON holds under ``loop``)."""
 
-    def __init__(self, part: Part, start: int, ev: dict | None):
+    def __init__(self, part: Part, start: int, ev: dict | None, whole: bool):
         self.part, self.rows = part, slice(start, start + len(part.seeds))
+        self.whole = whole
         if part.resume is None:
             losses = ev[LOSS][self.rows]
             loop = {"step": 0, "alive": [True] * len(part.seeds),
@@ -153,6 +157,9 @@ class _Book:
         return self.error is None and not self.stopped_early
 
     def take(self, tree):
+        """This part's rows of a member-axis tree (the tree itself when it has no others)."""
+        if self.whole:
+            return tree
         return jax.tree.map(lambda x: x[self.rows], tree)
 
     def save(self, state, best_state, patience, seconds: float) -> None:
@@ -242,7 +249,7 @@ def fit_members(trainer: Trainer, keys: jax.Array, parts: list[Part], *,
         ev = _host(evaluate(state))
         start = 0
         for p in parts:
-            books.append(_Book(p, start, ev))
+            books.append(_Book(p, start, ev, whole=len(parts) == 1))
             start += len(p.seeds)
         for b in books:
             b.part.logger.log(0, "eval", b.take(ev), b.part.seeds)
@@ -260,7 +267,7 @@ def fit_members(trainer: Trainer, keys: jax.Array, parts: list[Part], *,
         best_state = joined("best") if "best" in parts[0].resume[0] else state
         start = 0
         for p in parts:
-            books.append(_Book(p, start, None))
+            books.append(_Book(p, start, None, whole=len(parts) == 1))
             start += len(p.seeds)
         if len({b.step for b in books}) > 1:
             raise ValueError(f"fit_members: parts resume from different steps "
