@@ -2,6 +2,7 @@
 (rnnlab.packing, hydra/launcher=packed) and each ends exactly as it would have alone."""
 
 import json
+import logging
 import signal
 from pathlib import Path
 
@@ -50,17 +51,39 @@ def runs(tmp_path_factory):
     """Jobs a and b each alone (the reference), and a, b, c packed into one program."""
     root = tmp_path_factory.mktemp("packing")
     cfgs = {k: compose([*TINY, *v]) for k, v in JOBS.items()}
-    for k in ("a", "b"):
-        execute(cfgs[k], root / f"alone_{k}")
-    outcome = packing.execute_packed([(cfgs[k], root / f"packed_{k}", build(cfgs[k]))
-                                      for k in JOBS])
-    return root, cfgs, dict(zip(JOBS, outcome, strict=True))
+    compiled = _CountChunkCompiles()
+    logging.getLogger("jax").addHandler(compiled)
+    try:
+        with jax.log_compiles(True):
+            for k in ("a", "b"):
+                execute(cfgs[k], root / f"alone_{k}")
+            alone, compiled.count = compiled.count, 0
+            outcome = packing.execute_packed([(cfgs[k], root / f"packed_{k}",
+                                               build(cfgs[k])) for k in JOBS])
+    finally:
+        logging.getLogger("jax").removeHandler(compiled)
+    return root, cfgs, dict(zip(JOBS, outcome, strict=True)), (alone, compiled.count)
+
+
+class _CountChunkCompiles(logging.Handler):
+    """Counts XLA compilations of the training chunk (``jax.log_compiles``' messages)."""
+
+    count = 0
+
+    def emit(self, record):
+        if record.getMessage().startswith("Finished XLA compilation of jit(run_chunk)"):
+            self.count += 1
+
+
+def test_a_packed_group_compiles_its_training_chunk_once(runs):
+    *_, (alone, packed) = runs
+    assert (alone, packed) == (2, 1)  # two jobs alone: two programs; three packed: one
 
 
 def test_packed_members_match_separate_runs(runs):
     """Learning rate, weight decay and clipping per member: each packed job logs, row for
     row, what the same job logs when it runs alone."""
-    root, _, outcome = runs
+    root, _, outcome, _ = runs
     for k in ("a", "b"):
         assert outcome[k]["status"] == "ok" and outcome[k]["packed_members"] == 6
         _assert_same_metrics(root / f"packed_{k}", root / f"alone_{k}")
@@ -85,7 +108,7 @@ def test_packed_members_match_separate_runs(runs):
 
 
 def test_a_diverging_member_stops_alone(runs):
-    root, _, outcome = runs
+    root, _, outcome, _ = runs
     assert isinstance(outcome["c"], FloatingPointError)
     summary = json.loads((root / "packed_c" / "summary.json").read_text())
     assert summary["status"] == "failed" and "diverged for every seed" in summary["error"]
@@ -158,7 +181,7 @@ def test_unpackable_differences_split_groups():
 def test_a_packed_group_checkpoints_and_resumes(runs, monkeypatch):
     """A stop signal after the first chunk: both jobs checkpoint into their own folders and
     end interrupted; rerun, they resume and end as the jobs alone did."""
-    root, _, _ = runs
+    root, *_ = runs
 
     class StopAtOnce(loop.StopSignals):
         def __enter__(self):
@@ -209,6 +232,7 @@ atexit.register(lambda: open(EXTRA, "w").write(json.dumps(COMPILED)))
 """
 
 
+@pytest.mark.slow
 def test_cli_sweep_packed_and_unpacked_make_the_same_jobs_and_packing_compiles_once(tmp_path):
     """``-m optim.learning_rate=1e-3,3e-3,-1 train.num_seeds=2`` with and without
     ``hydra/launcher=packed``: the same folders, files and sweep.csv rows (the bad value
