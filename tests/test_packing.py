@@ -172,6 +172,10 @@ def test_unpackable_differences_split_groups():
              ["optim.schedule=cosine"], ["model.dropout=0.1"], ["train.steps=2000"]]
     cfgs = [compose(c) for c in cases]
     assert packing.group_jobs(cfgs) == [[0, 1, 2], [3], [4], [5], [6], [7], [8], [9]]
+    with pytest.raises(ValueError, match=r"differ outside the packable keys \(.*cell.name"):
+        packing.execute_packed([(cfgs[0], Path("unused_a"), None),
+                                (cfgs[3], Path("unused_b"), None)])
+    assert not Path("unused_a").exists()
     # a cap on members cuts a group between jobs (3 seeds each)
     assert packing.group_jobs(cfgs[:3], max_members=5) == [[0], [1], [2]]
     assert packing.group_jobs(cfgs[:3], max_members=6) == [[0, 1], [2]]

@@ -98,7 +98,10 @@ def execute_packed(entries: list[tuple[DictConfig, Path, Any]]) -> list[Any]:
 
     Returns, per job, its summary (as :func:`rnnlab.loop.execute` returns it) or the exception
     it ended with (its run folder records it, as an unpacked job's does). Jobs that resume from
-    different steps train as separate programs, one per step."""
+    different steps train as separate programs, one per step.
+
+    Raises:
+      ValueError: the configs differ outside :data:`PACKABLE` (nothing is written)."""
     from rnnlab.loop import (
         Interrupted,
         JobRun,
@@ -108,6 +111,13 @@ def execute_packed(entries: list[tuple[DictConfig, Path, Any]]) -> list[Any]:
         member_sharding,
     )
 
+    keys = {pack_key(cfg) for cfg, _, _ in entries}
+    if len(keys) > 1:
+        first = json.loads(min(keys))
+        other = json.loads(max(keys))
+        differ = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
+        raise ValueError(f"execute_packed: the jobs' configs differ outside the packable keys "
+                         f"({', '.join(differ)}); group them with group_jobs first")
     runs, outcome = [], [None] * len(entries)
     for i, (cfg, run_dir, trainer) in enumerate(entries):
         run = JobRun(cfg, Path(run_dir), trainer)
