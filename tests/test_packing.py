@@ -283,3 +283,19 @@ def test_cli_sweep_packed_and_unpacked_make_the_same_jobs_and_packing_compiles_o
     assert refused["code"] == 2 and "hydra.launcher.max_members" in refused["err"]
     assert "0" in refused["err"] and "Traceback" not in refused["err"]
     assert not (tmp_path / "refused" / "sweep").exists()
+
+
+def test_a_job_that_stops_early_stops_alone(tmp_path):
+    """Early stopping per job: with patience 1, the job at learning rate 3 stops at its
+    first evaluation (no improvement) and logs nothing after it; the other trains on."""
+    tiny = [o for o in TINY if not o.startswith(("optim", "train.steps"))]
+    common = [*tiny, "train.steps=8", "train.early_stopping_patience=1",
+              "train.divergence_factor=null", "optim.grad_clip=null"]
+    cfgs = [compose([*common, "optim.learning_rate=1e-2"]),
+            compose([*common, "optim.learning_rate=3.0"])]
+    slow, fast = packing.execute_packed([(c, tmp_path / str(i), build(c))
+                                         for i, c in enumerate(cfgs)])
+    assert (slow["stopped_early"], slow["steps_run"]) == (False, 8)
+    assert (fast["stopped_early"], fast["steps_run"]) == (True, 2)
+    assert _metrics(tmp_path / "1")["step"].max() == 2
+    assert _metrics(tmp_path / "0")["step"].max() == 8
