@@ -35,8 +35,16 @@ def start(run_dir: Path, *extra: str) -> subprocess.Popen:
 
 
 def wait_for_checkpoint(run_dir: Path, proc: subprocess.Popen, step: int) -> None:
+    """Until the run has a checkpoint at ``step`` or later (the older ones rotate out:
+    ``train.checkpoint_keep``, so waiting for ``step`` itself can miss it on a busy machine)."""
     deadline = time.monotonic() + 300
-    while not (run_dir / "checkpoints" / str(step)).is_dir():
+
+    def reached() -> bool:
+        folder = run_dir / "checkpoints"
+        return folder.is_dir() and any(p.name.isdigit() and int(p.name) >= step
+                                       for p in folder.iterdir())
+
+    while not reached():
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "no checkpoint in time"
         time.sleep(0.05)

@@ -68,7 +68,11 @@ def _need(group, name):
                     f"(pip install \"rnnlab[{launchers.EXTRA}]\")")
 
 
-@pytest.mark.parametrize("group, name", [("hydra/launcher", n) for n in LAUNCHERS]
+OWN = {"packed"}  # rnnlab's own launchers (no plugin to install; tests/test_packing.py)
+
+
+@pytest.mark.parametrize("group, name", [("hydra/launcher", n) for n in LAUNCHERS
+                                         if n not in OWN]
                          + [("hydra/sweeper", n) for n in SWEEPERS])
 def test_every_preset_composes_with_its_plugins_keys(group, name):
     _need(group, name)
@@ -234,7 +238,8 @@ MISSING = [  # (arguments, fragments of the message), run with no plugin importa
      ["hydra/sweeper=optuna", "hydra-optuna-sweeper", "rnnlab[cluster]"]),
     (["-m", "+hydra/sweeper=optuna"], ["hydra/sweeper=optuna", "hydra-optuna-sweeper"]),
     (["-m", "hydra/launcher=jobllib"], ["hydra/launcher=jobllib", "no such launcher",
-                                        "basic, joblib, submitit_local, submitit_slurm"]),
+                                        "basic, joblib, packed, submitit_local, "
+                                        "submitit_slurm"]),
     (["train.steps=0"], ["train.steps", "got 0"]),  # bad values are refused as before
 ]
 
@@ -279,7 +284,8 @@ BAD_SETTINGS = [  # (plugin preset, arguments, fragments of the message)
 ]
 
 
-NOT_COMPOSING = ["basic", "joblib", "submitit_local"]  # -m cell=lstm,lstn with each launcher
+# -m cell=lstm,lstn with each launcher
+NOT_COMPOSING = ["basic", "joblib", "submitit_local", "packed"]
 
 
 @pytest.fixture(scope="module")

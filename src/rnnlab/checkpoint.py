@@ -31,7 +31,8 @@ from typing import Any
 import jax
 import numpy as np
 
-LAYOUT = 1  # bump when what a checkpoint holds changes; older layouts are refused by name
+LAYOUT = 2  # bump when what a checkpoint holds changes; older layouts are refused by name
+# 2: TrainState.hparams (a member's optimizer values) and clipping always in the optimizer chain
 FOLDER = "checkpoints"
 MANIFEST = "manifest.json"
 

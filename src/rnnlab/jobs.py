@@ -15,8 +15,10 @@ one run per run folder, and the sweep's outcome at the end.
 ``HYDRA_FULL_ERROR=1`` shows the Python traceback of a failure instead of the one-line message.
 """
 
+import contextlib
 import copy
 import fcntl
+import io
 import json
 import math
 import os
@@ -158,6 +160,52 @@ def remove_if_only_hydra(run_dir: Path) -> None:
         run_dir.parent.rmdir()  # only when empty
     except OSError:
         pass
+
+
+# ---- the console, copied into the run folder ---------------------------------------------------
+class _Tee(io.TextIOBase):
+    """Writes to the console stream and appends to ``run.log``; progress-bar updates (``\r``
+    redraws, terminal escapes) reach the console only."""
+
+    def __init__(self, stream, logs):
+        self.stream, self.logs = stream, logs
+
+    def write(self, text: str) -> int:
+        n = self.stream.write(text)
+        if "\r" not in text and "\x1b" not in text:
+            for log in self.logs:
+                log.write(text)
+                log.flush()
+        return n
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    @property
+    def encoding(self):
+        return getattr(self.stream, "encoding", "utf-8")
+
+
+@contextlib.contextmanager
+def console_to_run_log(*run_dirs: str | Path):
+    """Copies what the job prints (stdout and stderr) into ``RUN_DIR/run.log`` (appended
+    beside the warnings Hydra's log handler writes there); with several folders (the jobs of a
+    packed program), into each one's ``run.log``."""
+    paths = [Path(d) / "run.log" for d in run_dirs]
+    with contextlib.ExitStack() as stack:
+        logs = []
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            logs.append(stack.enter_context(open(path, "a", encoding="utf-8")))
+        out, err = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(out, logs), _Tee(err, logs)
+        try:
+            yield paths[0] if len(paths) == 1 else paths
+        finally:
+            sys.stdout, sys.stderr = out, err
 
 
 # ---- the persistent compilation cache ------------------------------------------------------------

@@ -2,7 +2,10 @@
 chunks of ``train.log_every`` steps with logging, evaluation, gradient probes, divergence
 checks and early stopping between chunks.
 
-``execute(cfg, run_dir)`` is what ``python -m rnnlab.run`` calls for each job.
+``execute(cfg, run_dir)`` is what ``python -m rnnlab.run`` calls for each job. The vmapped
+axis is one of *members*: :func:`fit_members` trains several jobs' seeds (each with its own
+optimizer values) in one program, with the host loop kept per job (:class:`Part`); :func:`fit`
+is the one-job case, and :mod:`rnnlab.packing` runs packed sweeps through it.
 """
 
 import dataclasses
@@ -109,11 +112,77 @@ def _unhex(values) -> np.ndarray:
     return np.asarray([float.fromhex(v) for v in values], np.float64)
 
 
+@dataclasses.dataclass
+class Part:
+    """One job's share of a (packed) program: its members are consecutive rows of the member
+    axis, one per seed in ``seeds``; it logs into its own ``logger``, checkpoints into its own
+    ``checkpoints`` (the run folder's), and ``resume`` is ``(trees, host)`` restored from them.
+    ``host_extra`` joins every checkpoint's host JSON."""
+
+    logger: Logger
+    seeds: list[int]
+    checkpoints: Any = None
+    resume: tuple | None = None
+    host_extra: dict | None = None
+
+
+class _Book:
+    """A part's host-side loop state (what its checkpoints' host JSON holds under ``loop``)."""
+
+    def __init__(self, part: Part, start: int, ev: dict | None, whole: bool):
+        self.part, self.rows = part, slice(start, start + len(part.seeds))
+        self.whole = whole
+        if part.resume is None:
+            losses = ev[LOSS][self.rows]
+            loop = {"step": 0, "alive": [True] * len(part.seeds),
+                    "initial_loss": _hex(losses), "divergence": {},
+                    "best_loss": _hex(np.where(np.isfinite(losses), losses, np.inf)),
+                    "best_step": [0] * len(part.seeds), "since_best": [0] * len(part.seeds),
+                    "stopped_early": False, "train_seconds": 0.0}
+        else:
+            loop = dict(part.resume[1]["loop"])
+        self.alive = np.asarray(loop["alive"], bool)
+        self.initial_loss = _unhex(loop["initial_loss"])
+        self.divergence: dict[str, dict] = dict(loop["divergence"])
+        self.best_loss = _unhex(loop["best_loss"])
+        self.best_step = np.asarray(loop["best_step"], int)
+        self.since_best = np.asarray(loop["since_best"], int)
+        self.step, self.stopped_early = int(loop["step"]), bool(loop["stopped_early"])
+        self.seconds_before = float(loop["train_seconds"])
+        self.saved_at = self.step if part.resume is not None else None
+        self.error: Exception | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.error is None and not self.stopped_early
+
+    def take(self, tree):
+        """This part's rows of a member-axis tree (the tree itself when it has no others)."""
+        if self.whole:
+            return tree
+        return jax.tree.map(lambda x: x[self.rows], tree)
+
+    def save(self, state, best_state, patience, seconds: float) -> None:
+        trees = {"state": self.take(state)}
+        if patience is not None:
+            trees["best"] = self.take(best_state)
+        host = {"loop": {"step": self.step, "alive": self.alive.tolist(),
+                         "initial_loss": _hex(self.initial_loss),
+                         "divergence": self.divergence, "best_loss": _hex(self.best_loss),
+                         "best_step": self.best_step.tolist(),
+                         "since_best": self.since_best.tolist(),
+                         "stopped_early": self.stopped_early,
+                         "train_seconds": self.seconds_before + seconds},
+                "logger": self.part.logger.position(), **(self.part.host_extra or {})}
+        self.part.checkpoints.save(self.step, trees, host)
+        self.saved_at = self.step
+
+
 def fit(trainer: Trainer, keys: jax.Array, logger: Logger, seeds: list[int], *,
         gradients_every: int | None, patience: int | None = None, progress: bool = True,
         divergence_factor: float | None = None, checkpoints=None,
         checkpoint_every: int | None = None, resume=None, host_extra: dict | None = None,
-        sharding=None, stop: "StopSignals | None" = None):
+        sharding=None, stop: "StopSignals | None" = None, hparams: dict | None = None):
     """Trains all seeds together. Returns ``(state, eval_metrics, info)``; with ``patience``,
     the state is each seed's best on the held-out loss (Keras' ``restore_best_weights``).
 
@@ -126,9 +195,39 @@ def fit(trainer: Trainer, keys: jax.Array, logger: Logger, seeds: list[int], *,
     catches a signal; ``resume`` is ``(trees, host)`` restored from one, and training continues
     exactly where it stopped (same batches, same results). ``host_extra`` joins every
     checkpoint's host JSON. ``sharding`` places the seed axis of the state over devices.
+    ``hparams``: each seed's optimizer values ({name: array [S]} for
+    :data:`rnnlab.train.HPARAMS`; default the config's). :func:`fit_members` is the same for
+    several jobs in one program.
 
     Raises ``FloatingPointError`` when every seed has diverged, :class:`Interrupted` after a
     stop signal."""
+    part = Part(logger, list(seeds), checkpoints, resume, host_extra)
+    (out,) = fit_members(trainer, keys, [part], hparams=hparams,
+                         gradients_every=gradients_every, patience=patience,
+                         progress=progress, divergence_factor=divergence_factor,
+                         checkpoint_every=checkpoint_every, sharding=sharding, stop=stop)
+    if isinstance(out, Exception):
+        raise out
+    return out
+
+
+def fit_members(trainer: Trainer, keys: jax.Array, parts: list[Part], *,
+                hparams: dict | None = None, gradients_every: int | None,
+                patience: int | None = None, progress: bool = True,
+                divergence_factor: float | None = None, checkpoint_every: int | None = None,
+                sharding=None, stop: "StopSignals | None" = None) -> list:
+    """Trains the members of several jobs (``parts``, in order along the member axis) in one
+    compiled program: ``keys`` (one per member) and ``hparams`` ({name: array [M]}, default
+    the config's values) are the members' seeds and optimizer values.
+
+    Each part keeps the host loop of :func:`fit` on its own (logging, divergence, early
+    stopping, checkpoints into its own folder): a part whose seeds have all diverged, or
+    that stopped early, stops logging while the others go on (its members' rows are still
+    computed, and ignored). Every resumed part must resume from the same step.
+
+    Returns one entry per part: ``(state, eval_metrics, info)`` as :func:`fit` returns, or the
+    ``FloatingPointError`` of a part whose every seed diverged. Raises :class:`Interrupted`
+    after a stop signal (every part checkpointed first)."""
     init = jax.jit(jax.vmap(trainer.init))
     chunk = jax.jit(jax.vmap(trainer.run_chunk))
     evaluate = jax.jit(jax.vmap(trainer.evaluate))
@@ -137,41 +236,43 @@ def fit(trainer: Trainer, keys: jax.Array, logger: Logger, seeds: list[int], *,
     place = (lambda tree: tree) if sharding is None else (
         lambda tree: jax.device_put(tree, sharding))
 
-    S = len(seeds)
-    if resume is None:
-        state = place(init(keys))
+    resumed = [p.resume is not None for p in parts]
+    if any(resumed) and not all(resumed):
+        raise ValueError("fit_members: either every part resumes or none does")
+    books: list[_Book] = []
+    if not any(resumed):
+        if hparams is None:
+            state = place(init(keys))
+        else:
+            state = place(init(keys, {k: jnp.asarray(v, jnp.float32)
+                                      for k, v in hparams.items()}))
         ev = _host(evaluate(state))
-        logger.log(0, "eval", ev, seeds)
+        start = 0
+        for p in parts:
+            books.append(_Book(p, start, ev, whole=len(parts) == 1))
+            start += len(p.seeds)
+        for b in books:
+            b.part.logger.log(0, "eval", b.take(ev), b.part.seeds)
         if gradients_every is not None:
-            logger.log_gradients(0, _host(probe(state)), seeds)
-        loop = {"step": 0, "alive": [True] * S, "initial_loss": _hex(ev[LOSS]),
-                "divergence": {}, "best_loss": _hex(np.where(np.isfinite(ev[LOSS]),
-                                                             ev[LOSS], np.inf)),
-                "best_step": [0] * S, "since_best": [0] * S, "stopped_early": False,
-                "train_seconds": 0.0}
+            g = _host(probe(state))
+            for b in books:
+                b.part.logger.log_gradients(0, b.take(g), b.part.seeds)
         best_state = state
     else:
-        trees, loop = resume
-        state = place(trees["state"])
-        best_state = place(trees["best"]) if "best" in trees else state
-        loop = dict(loop["loop"])
-    alive = np.asarray(loop["alive"], bool)
-    initial_loss = _unhex(loop["initial_loss"])
-    divergence: dict[str, dict] = dict(loop["divergence"])
-    best_loss = _unhex(loop["best_loss"])
-    best_step = np.asarray(loop["best_step"], int)
-    since_best = np.asarray(loop["since_best"], int)
-    step, stopped_early = int(loop["step"]), bool(loop["stopped_early"])
+        def joined(name):
+            trees = [p.resume[0][name] for p in parts]
+            return place(jax.tree.map(lambda *x: jnp.concatenate(x), *trees))
 
-    def save():
-        trees = {"state": state} | ({"best": best_state} if patience is not None else {})
-        host = {"loop": {"step": step, "alive": alive.tolist(),
-                         "initial_loss": _hex(initial_loss), "divergence": divergence,
-                         "best_loss": _hex(best_loss), "best_step": best_step.tolist(),
-                         "since_best": since_best.tolist(), "stopped_early": stopped_early,
-                         "train_seconds": train_seconds()},
-                "logger": logger.position(), **(host_extra or {})}
-        checkpoints.save(step, trees, host)
+        state = joined("state")
+        best_state = joined("best") if "best" in parts[0].resume[0] else state
+        start = 0
+        for p in parts:
+            books.append(_Book(p, start, None, whole=len(parts) == 1))
+            start += len(p.seeds)
+        if len({b.step for b in books}) > 1:
+            raise ValueError(f"fit_members: parts resume from different steps "
+                             f"{[b.step for b in books]}")
+    step = books[0].step
 
     bar = None
     if progress:
@@ -179,75 +280,98 @@ def fit(trainer: Trainer, keys: jax.Array, logger: Logger, seeds: list[int], *,
 
         bar = tqdm(total=trainer.steps, initial=step, unit="step", dynamic_ncols=True,
                    leave=False)
-    t0, seconds_before = time.perf_counter(), float(loop["train_seconds"])
+    t0 = time.perf_counter()
 
-    def train_seconds() -> float:
-        return seconds_before + time.perf_counter() - t0
+    def seconds() -> float:
+        return time.perf_counter() - t0
 
-    saved_at = step if resume is not None else None
     try:
-        while step < trainer.steps and not stopped_early:
+        while step < trainer.steps and any(b.active for b in books):
             state, tm = chunk(state)
             ev = evaluate(state)
             tm, ev = _host(tm), _host(ev)
             step += trainer.chunk_size
-            logger.log(step, "train", tm, seeds)
-            logger.log(step, "eval", ev, seeds)
-            for i in np.flatnonzero(alive):
-                train_loss = float(tm[LOSS][i])
-                rule = divergence_rule(train_loss, float(initial_loss[i]), divergence_factor)
-                if rule is None and not math.isfinite(float(ev[LOSS][i])):
-                    rule = "non-finite loss"
-                if rule is not None:
-                    alive[i] = False
-                    divergence[str(seeds[i])] = {"step": step, "rule": rule}
-                    logger.event("diverged", seed=seeds[i], step=step, rule=rule,
-                                 train_loss=train_loss, eval_loss=float(ev[LOSS][i]))
-            if not alive.any():
-                rules = sorted({d["rule"].split(":")[0] for d in divergence.values()})
-                raise FloatingPointError(
-                    f"training diverged for every seed by step {step} ({'; '.join(rules)}; "
-                    f"train losses {tm[LOSS].tolist()}); lower optim.learning_rate or set "
-                    f"optim.grad_clip")
             last_chunk = step == trainer.steps
-            if gradients_every is not None and (
-                    last_chunk or (gradients_every and step % gradients_every == 0)):
-                logger.log_gradients(step, _host(probe(state)), seeds)
+            probe_now = gradients_every is not None and (
+                last_chunk or (gradients_every and step % gradients_every == 0))
+            g = None
+            improved = np.zeros(len(tm[LOSS]), bool)
+            for b in books:
+                if not b.active:
+                    continue
+                b.step = step
+                logger, seeds = b.part.logger, b.part.seeds
+                tm_b, ev_b = b.take(tm), b.take(ev)
+                logger.log(step, "train", tm_b, seeds)
+                logger.log(step, "eval", ev_b, seeds)
+                for i in np.flatnonzero(b.alive):
+                    train_loss = float(tm_b[LOSS][i])
+                    rule = divergence_rule(train_loss, float(b.initial_loss[i]),
+                                           divergence_factor)
+                    if rule is None and not math.isfinite(float(ev_b[LOSS][i])):
+                        rule = "non-finite loss"
+                    if rule is not None:
+                        b.alive[i] = False
+                        b.divergence[str(seeds[i])] = {"step": step, "rule": rule}
+                        logger.event("diverged", seed=seeds[i], step=step, rule=rule,
+                                     train_loss=train_loss, eval_loss=float(ev_b[LOSS][i]))
+                if not b.alive.any():
+                    rules = sorted({d["rule"].split(":")[0] for d in b.divergence.values()})
+                    b.error = FloatingPointError(
+                        f"training diverged for every seed by step {step} "
+                        f"({'; '.join(rules)}; train losses {tm_b[LOSS].tolist()}); lower "
+                        f"optim.learning_rate or set optim.grad_clip")
+                    continue
+                if probe_now:
+                    g = _host(probe(state)) if g is None else g
+                    logger.log_gradients(step, b.take(g), seeds)
+                if patience is not None:
+                    better = b.alive & (ev_b[LOSS] < b.best_loss)
+                    improved[b.rows] = better
+                    b.best_loss = np.where(better, ev_b[LOSS], b.best_loss)
+                    b.best_step = np.where(better, step, b.best_step)
+                    b.since_best = np.where(better, 0, b.since_best + 1)
+                    if np.all(b.since_best[b.alive] >= patience):
+                        b.stopped_early = True
+            if patience is not None and improved.any():
+                best_state = select(jnp.asarray(improved), state, best_state)
             if bar is not None:
                 bar.update(trainer.chunk_size)
                 bar.set_postfix({k: f"{np.nanmean(v):.4g}" for k, v in ev.items()})
-            if patience is not None:
-                improved = alive & (ev[LOSS] < best_loss)
-                best_loss = np.where(improved, ev[LOSS], best_loss)
-                best_step = np.where(improved, step, best_step)
-                since_best = np.where(improved, 0, since_best + 1)
-                best_state = select(jnp.asarray(improved), state, best_state)
-                if np.all(since_best[alive] >= patience):
-                    stopped_early = True
             stopping = stop is not None and stop.received is not None
-            if checkpoints is not None and (
-                    stopping or last_chunk or stopped_early
-                    or (checkpoint_every and step % checkpoint_every == 0)):
-                save()
-                saved_at = step
+            for b in books:
+                if b.error is None and b.step == step and b.part.checkpoints is not None and (
+                        stopping or last_chunk or b.stopped_early
+                        or (checkpoint_every and step % checkpoint_every == 0)):
+                    b.save(state, best_state, patience, seconds())
             if stopping:
-                logger.event("interrupted", step=step,
-                             signal=signal.Signals(stop.received).name)
+                for b in books:
+                    if b.error is None and b.step == step:
+                        b.part.logger.event("interrupted", step=step,
+                                            signal=signal.Signals(stop.received).name)
                 stop.forward()
-        if checkpoints is not None and saved_at != step:
-            save()
+        for b in books:
+            if b.error is None and b.part.checkpoints is not None and b.saved_at != b.step:
+                b.save(state, best_state, patience, seconds())
     finally:
         if bar is not None:
             bar.close()
-    wall = train_seconds()
+    wall = seconds()
     if patience is not None:
         state = best_state
     ev = _host(evaluate(state))  # also after a resumption that had nothing left to train
-    info = {"steps_run": step, "alive": alive, "stopped_early": stopped_early,
-            "divergence": divergence,
-            "best_step": best_step if patience is not None else None,
-            "train_seconds": wall, "steps_per_second": step / max(wall, 1e-9)}
-    return state, ev, info
+    out = []
+    for b in books:
+        if b.error is not None:
+            out.append(b.error)
+            continue
+        total = b.seconds_before + wall
+        info = {"steps_run": b.step, "alive": b.alive, "stopped_early": b.stopped_early,
+                "divergence": b.divergence,
+                "best_step": b.best_step if patience is not None else None,
+                "train_seconds": total, "steps_per_second": b.step / max(total, 1e-9)}
+        out.append((b.take(state), b.take(ev), info))
+    return out
 
 
 def _spread(values: np.ndarray) -> dict[str, float]:
@@ -458,15 +582,37 @@ def execute(cfg, run_dir: str | Path, trainer: Trainer | None = None) -> dict[st
     does a run folder that holds a finished run or that another live run is writing
     (:func:`rnnlab.jobs.claim_run_dir`). After that, whatever happens, ``summary.json`` ends
     with a ``status`` (``ok`` or ``failed`` with the error) and every metric logged before a
-    failure stays in the run folder."""
+    failure stays in the run folder. :func:`rnnlab.packing.execute_packed` does the same for
+    several jobs trained as one program."""
     run_dir = Path(run_dir)
     if trainer is None:
         trainer = build(cfg)
-    lock = claim_run_dir(run_dir)
+    job = JobRun(cfg, run_dir, trainer)
+    job.claim()
     try:
-        return _execute(cfg, run_dir, trainer)
+        job.open()
+        part = job.part()
+        with StopSignals() as stop:
+            state, ev, fit_info = fit(
+                trainer, job.keys, part.logger, part.seeds, hparams=job.hparams(),
+                checkpoints=part.checkpoints, resume=part.resume, stop=stop,
+                sharding=member_sharding(cfg, len(part.seeds)), **fit_options(cfg))
+        return job.finish(state, ev, fit_info)
+    except Exception as err:
+        job.failed(err)
+        raise
     finally:
-        lock.release()
+        job.close()
+
+
+def fit_options(cfg) -> dict[str, Any]:
+    """The arguments of :func:`fit` and :func:`fit_members` that come from the config alone
+    (the same for every job of a packed program)."""
+    g = cfg.gradients
+    return {"gradients_every": g.every if g.enabled else None,
+            "patience": cfg.train.early_stopping_patience, "progress": cfg.logger.progress,
+            "divergence_factor": cfg.train.divergence_factor,
+            "checkpoint_every": checkpoint_every(cfg)}
 
 
 CHECKPOINT_CHUNKS = 10  # train.checkpoint_every=null: a checkpoint every 10 chunks
@@ -482,18 +628,23 @@ def checkpoint_every(cfg) -> int | None:
     return int(every) or None
 
 
-def seed_sharding(cfg):
-    """A sharding of the seed axis over the local devices (``train.devices``; null: as many
-    as divide ``train.num_seeds``), or None for one device."""
+def member_sharding(cfg, members: int | None = None):
+    """A sharding of the member axis (``members`` rows; default ``train.num_seeds``) over the
+    local devices (``train.devices``; null: as many as divide the members), or None for one
+    device."""
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     devices = jax.local_devices()
+    members = int(cfg.train.num_seeds) if members is None else int(members)
     n = cfg.train.devices
     if n is None:
-        n = max(d for d in range(1, len(devices) + 1) if cfg.train.num_seeds % d == 0)
-    if n == 1:
+        n = max(d for d in range(1, len(devices) + 1) if members % d == 0)
+    if n == 1 or members % n:
         return None
     return NamedSharding(Mesh(np.asarray(devices[:n]), ("seeds",)), PartitionSpec("seeds"))
+
+
+seed_sharding = member_sharding  # the one-job name
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
@@ -554,68 +705,101 @@ def _start_afresh(run_dir: Path, checkpoints_too: bool) -> None:
         (run_dir / name).unlink(missing_ok=True)
 
 
-def _execute(cfg, run_dir: Path, trainer: Trainer) -> dict[str, Any]:
-    logger = None
-    checkpoints = None
-    try:
-        seeds = list(range(cfg.train.seed, cfg.train.seed + cfg.train.num_seeds))
-        keys = seed_keys(cfg)
+class JobRun:
+    """One job's run folder while it trains, alone (:func:`execute`) or as a part of a packed
+    program (:func:`rnnlab.packing.execute_packed`): ``claim`` (the folder's lock), ``open``
+    (start afresh or restore its checkpoint, start its logger), ``part`` (its share of the
+    program), then ``finish`` (summary.json) or ``failed``, and always ``close``."""
+
+    def __init__(self, cfg, run_dir: Path, trainer: Trainer):
+        self.cfg, self.run_dir, self.trainer = cfg, Path(run_dir), trainer
+        self.seeds = list(range(cfg.train.seed, cfg.train.seed + cfg.train.num_seeds))
+        self.keys = seed_keys(cfg)
+        self.lock = self.logger = self.checkpoints = self.resume = None
+
+    def hparams(self) -> dict[str, np.ndarray]:
+        """This job's optimizer values, one row per seed ({name: float32 [S]})."""
+        from rnnlab.train import member_hparams
+
+        return {k: np.full(len(self.seeds), v, np.float32)
+                for k, v in member_hparams(self.cfg.optim).items()}
+
+    def claim(self) -> None:
+        self.lock = claim_run_dir(self.run_dir)
+
+    def open(self) -> None:
+        cfg, run_dir = self.cfg, self.run_dir
         every = checkpoint_every(cfg)
         if not cfg.train.resume:
             _start_afresh(run_dir, checkpoints_too=True)
         if every is not None:
             from rnnlab.checkpoint import Checkpoints
 
-            checkpoints = Checkpoints(run_dir, keep=int(cfg.train.checkpoint_keep))
-        resume = _restore(cfg, run_dir, trainer, checkpoints, keys)
-        if resume is None:
+            self.checkpoints = Checkpoints(run_dir, keep=int(cfg.train.checkpoint_keep))
+        self.resume = _restore(cfg, run_dir, self.trainer, self.checkpoints, self.keys)
+        if self.resume is None:
             _start_afresh(run_dir, checkpoints_too=False)
-        host = resume[1] if resume is not None else {}
-        logger = make_logger(cfg, run_dir, wandb_id=host.get("logger", {}).get("wandb_id"))
-        info = {"param_count": param_count(trainer), "seeds": seeds,
+        host = self.resume[1] if self.resume is not None else {}
+        self.logger = make_logger(cfg, run_dir,
+                                  wandb_id=host.get("logger", {}).get("wandb_id"))
+        trainer = self.trainer
+        info = {"param_count": param_count(trainer), "seeds": self.seeds,
                 "hidden_sizes": [c.hidden_size for c in trainer.model.cells],
                 "jax_backend": jax.default_backend(), **trainer.task.describe()}
-        logger.start(OmegaConf.to_container(cfg, resolve=True), info)
-        if resume is not None:
-            logger.rewind(host["logger"], host["loop"]["step"])
-            logger.event("resumed", step=host["loop"]["step"])
-        g = cfg.gradients
-        sharding = seed_sharding(cfg)
-        with StopSignals() as stop:
-            state, ev, fit_info = fit(
-                trainer, keys, logger, seeds,
-                gradients_every=(g.every if g.enabled else None),
-                patience=cfg.train.early_stopping_patience, progress=cfg.logger.progress,
-                divergence_factor=cfg.train.divergence_factor, checkpoints=checkpoints,
-                checkpoint_every=every, resume=resume, sharding=sharding, stop=stop)
-        summary = summarize(cfg, trainer, seeds, ev, fit_info, gradient_summary(logger))
+        self.logger.start(OmegaConf.to_container(cfg, resolve=True), info)
+        if self.resume is not None:
+            self.logger.rewind(host["logger"], host["loop"]["step"])
+            self.logger.event("resumed", step=host["loop"]["step"])
+
+    @property
+    def resume_step(self) -> int | None:
+        return None if self.resume is None else int(self.resume[1]["loop"]["step"])
+
+    def part(self) -> Part:
+        return Part(self.logger, self.seeds, self.checkpoints, self.resume)
+
+    def finish(self, state, ev, fit_info, members: int | None = None) -> dict[str, Any]:
+        """``summary.json`` of a job that trained (``members``: the rows of its program, for
+        the record); returns the summary."""
+        cfg, trainer, seeds = self.cfg, self.trainer, self.seeds
+        summary = summarize(cfg, trainer, seeds, ev, fit_info, gradient_summary(self.logger))
         summary["main_metric"] = {"name": trainer.task.main_metric,
                                   "maximize": trainer.task.maximize}
+        sharding = member_sharding(cfg, members or len(seeds))
         summary["devices"] = 1 if sharding is None else len(sharding.mesh.devices)
+        if members is not None:
+            summary["packed_members"] = members
+        hparams = self.hparams()
 
         def refit(task):  # the same config and seeds on another task (a forecast fold)
             again = dataclasses.replace(trainer, task=task)
-            st, _, inf = fit(again, keys, Logger([]), seeds, gradients_every=None,
+            st, _, inf = fit(again, self.keys, Logger([]), seeds, gradients_every=None,
                              patience=cfg.train.early_stopping_patience, progress=False,
                              divergence_factor=cfg.train.divergence_factor,
-                             sharding=sharding)
+                             sharding=member_sharding(cfg), hparams=hparams)
             return again, st, inf["alive"]
 
         summary.update(trainer.task.final_report(trainer, state, fit_info["alive"],
                                                  refit=refit))
-    except Exception as err:
+        self.logger.finish(summary)
+        return summary
+
+    def failed(self, err: Exception) -> None:
+        """Ends the run folder with ``status: failed`` (or ``interrupted``) and the error."""
         interrupted = isinstance(err, Interrupted)
         summary = {"status": "interrupted" if interrupted else "failed",
-                   "error": f"{type(err).__name__}: {err}", "title": run_dir.name}
-        if logger is None:
-            logger = Logger([LocalSink(run_dir, plots=False)])
+                   "error": f"{type(err).__name__}: {err}", "title": self.run_dir.name}
+        if self.logger is None:
+            self.logger = Logger([LocalSink(self.run_dir, plots=False)])
         if not interrupted:
-            logger.event("failed", error=summary["error"],
-                         traceback="".join(traceback.format_exception(err)))
-        logger.finish(summary)
-        raise
-    finally:
-        if checkpoints is not None:
-            checkpoints.close()
-    logger.finish(summary)
-    return summary
+            self.logger.event("failed", error=summary["error"],
+                              traceback="".join(traceback.format_exception(err)))
+        self.logger.finish(summary)
+
+    def close(self) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.close()
+            self.checkpoints = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None

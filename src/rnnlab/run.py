@@ -16,15 +16,14 @@ job records its error in its run folder, and the sweep folder gets ``sweep.csv``
 
 Sweeps run with any Hydra launcher or sweeper preset (``hydra/launcher=joblib``,
 ``submitit_local``, ``submitit_slurm``, ``hydra/sweeper=optuna``; see :mod:`rnnlab.launchers`).
+``hydra/launcher=packed`` trains the jobs that differ only in seeds, learning rate, weight
+decay or clipping as the members of one program (:mod:`rnnlab.packing`).
 An unknown one, or one whose plugin is not installed, is refused before Hydra runs (status 2).
 The value a job returns, its task's main held-out metric (mean over seeds; None when the job
 failed), is the objective of the Optuna sweeper.
 """
 
-import contextlib
-import io
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -34,50 +33,11 @@ from omegaconf import DictConfig
 from rnnlab import jobs
 from rnnlab.checks import ConfigError
 from rnnlab.config import config_dir, register_configs
+from rnnlab.jobs import console_to_run_log
 from rnnlab.launchers import check_overrides
 from rnnlab.loop import Interrupted, execute, summary_line
 
 register_configs()
-
-
-class _Tee(io.TextIOBase):
-    """Writes to the console stream and appends to ``run.log``; progress-bar updates (``\r``
-    redraws, terminal escapes) reach the console only."""
-
-    def __init__(self, stream, log):
-        self.stream, self.log = stream, log
-
-    def write(self, text: str) -> int:
-        n = self.stream.write(text)
-        if "\r" not in text and "\x1b" not in text:
-            self.log.write(text)
-            self.log.flush()
-        return n
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-    def isatty(self) -> bool:
-        return self.stream.isatty()
-
-    @property
-    def encoding(self):
-        return getattr(self.stream, "encoding", "utf-8")
-
-
-@contextlib.contextmanager
-def console_to_run_log(run_dir: str | Path):
-    """Copies what the job prints (stdout and stderr) into ``RUN_DIR/run.log`` (appended
-    beside the warnings Hydra's log handler writes there)."""
-    path = Path(run_dir) / "run.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as log:
-        out, err = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)
-        try:
-            yield path
-        finally:
-            sys.stdout, sys.stderr = out, err
 
 
 @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")

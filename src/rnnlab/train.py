@@ -3,7 +3,8 @@
 ``make_train`` does the Python-side set-up once (task, cells, model, optimizer, every static
 size) and returns a :class:`Trainer` whose methods are pure functions of arrays:
 
-* ``init(key) -> TrainState``
+* ``init(key, hparams=None) -> TrainState``: ``hparams`` (:data:`HPARAMS`), the member's
+  optimizer values, default the config's.
 * ``train_step(state) -> (state, metrics)``: samples a batch on the device, one update.
 * ``run_chunk(state) -> (state, metrics)``: ``train.log_every`` steps in one ``lax.scan``.
 * ``evaluate(state) -> metrics``: held-out evaluation.
@@ -12,9 +13,17 @@ size) and returns a :class:`Trainer` whose methods are pure functions of arrays:
 
 All seeds of a config train together: ``jax.jit(jax.vmap(trainer.run_chunk))(states)``;
 :func:`rnnlab.loop.fit` does that with host-side logging between chunks.
+
+Members, not only seeds: the optimizer values that do not change any array's shape
+(:data:`HPARAMS`: the peak learning rate, the weight decay, the clipping threshold) live in the
+training state (``TrainState.hparams``, float32 scalars, one per member under ``vmap``), the way
+``optax.inject_hyperparams`` keeps them in the optimizer state, and every step builds its
+optimizer from them (:meth:`Trainer.optimizer`). So one compiled program trains members that
+differ in seed *and* in these values (:mod:`rnnlab.packing`).
 """
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -36,6 +45,10 @@ GRAD_NORM = "grad_norm"
 GRAD_NORM_CLIPPED = "grad_norm_clipped"
 LEARNING_RATE = "learning_rate"
 
+# the optimizer values a member carries as traced arrays (TrainState.hparams); jobs of a sweep
+# that differ only in these (and in train.seed/num_seeds) can train as one program
+HPARAMS = ("learning_rate", "weight_decay", "grad_clip")
+
 EVAL_STREAM = 1  # fold_in ids separating the key streams of one seed
 PROBE_STREAM = 2
 
@@ -46,6 +59,7 @@ class TrainState(NamedTuple):
     opt_state: Any
     key: jax.Array  # training stream: split before every use
     eval_key: jax.Array  # fixed: the same held-out batch at every evaluation
+    hparams: Any = None  # {name: float32 scalar} for HPARAMS: this member's optimizer values
 
 
 def _options(node) -> dict[str, Any]:
@@ -161,16 +175,57 @@ OPTIMIZERS: dict[str, Callable[[Any, optax.Schedule], optax.GradientTransformati
 }
 
 
-def build_optimizer(optim, total_steps: int) -> tuple[optax.GradientTransformation,
-                                                      optax.Schedule]:
+def build_optimizer(optim, total_steps: int, hparams: dict | None = None
+                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """The optax optimizer (clipping first when set) and its learning-rate schedule for the
+    ``optim`` config group.
+
+    ``hparams`` ({name: value} for :data:`HPARAMS`, floats or traced scalars) replaces those
+    fields of ``optim``; the schedule is then the peak ``learning_rate`` times the schedule's
+    shape for a peak of 1 (every schedule of :data:`SCHEDULES` is linear in its peak), and
+    clipping is always in the chain, with ``grad_clip = inf`` meaning
+    none (``g_norm < inf`` keeps every gradient as it is), so the optimizer state has the same
+    structure whatever the values."""
     check_choice("optim.name", optim.name, sorted(OPTIMIZERS))
     check_choice("optim.schedule", optim.schedule, sorted(SCHEDULES))
-    schedule = SCHEDULES[optim.schedule](optim, total_steps)
+    if hparams is None:
+        schedule = SCHEDULES[optim.schedule](optim, total_steps)
+    else:  # every schedule is the peak rate times its shape (optax's need Python peaks)
+        shape = SCHEDULES[optim.schedule](_Replaced(optim, {"learning_rate": 1.0}), total_steps)
+        peak = hparams["learning_rate"]
+
+        def schedule(count):
+            return peak * shape(count)
+
+        optim = _Replaced(optim, hparams)
     tx = OPTIMIZERS[optim.name](optim, schedule)
-    if optim.grad_clip is not None:
+    if hparams is not None:
+        tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip), tx)
+    elif optim.grad_clip is not None:
         check_number("optim.grad_clip", optim.grad_clip, 0.0, low_open=True, optional=True)
         tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip), tx)
     return tx, schedule
+
+
+class _Replaced:
+    """An ``optim`` config whose fields named in ``values`` read from there instead."""
+
+    def __init__(self, base, values: dict):
+        self._base, self._values = base, values
+
+    def __getattr__(self, name):
+        if name in self._values:
+            return self._values[name]
+        return getattr(self._base, name)
+
+
+def member_hparams(optim) -> dict[str, float]:
+    """The values of :data:`HPARAMS` in an ``optim`` config group, as floats (``grad_clip``
+    null: ``inf``)."""
+    clip = optim.grad_clip
+    return {"learning_rate": float(optim.learning_rate),
+            "weight_decay": float(optim.weight_decay),
+            "grad_clip": math.inf if clip is None else float(clip)}
 
 
 # ---- the trainer -----------------------------------------------------------------------------
@@ -180,12 +235,10 @@ class Trainer:
 
     task: Task
     model: SequenceModel
-    tx: optax.GradientTransformation
-    schedule: optax.Schedule
+    optim: tuple  # the optim group's fields as (name, value) pairs (hashable)
     batch_size: int
     steps: int
     chunk_size: int
-    grad_clip: float | None
     probe_batch_size: int
     eval_batch_size: int = 512
 
@@ -193,13 +246,34 @@ class Trainer:
     def num_chunks(self) -> int:
         return self.steps // self.chunk_size
 
-    def init(self, key: jax.Array) -> TrainState:
+    @property
+    def hparams(self) -> dict[str, float]:
+        """The config's values of :data:`HPARAMS` (what :meth:`init` uses by default)."""
+        return member_hparams(self.optim_config)
+
+    @property
+    def optim_config(self):
+        import types
+
+        return types.SimpleNamespace(**dict(self.optim))
+
+    def optimizer(self, hparams: dict) -> tuple[optax.GradientTransformation, optax.Schedule]:
+        """The optimizer and schedule of a member whose :data:`HPARAMS` are ``hparams``
+        (float32 scalars, traced under ``vmap``)."""
+        return build_optimizer(self.optim_config, self.steps, hparams)
+
+    def init(self, key: jax.Array, hparams: dict | None = None) -> TrainState:
+        """A member's first state; ``hparams`` ({name: scalar} for :data:`HPARAMS`): its
+        optimizer values, default the config's (:attr:`hparams`)."""
         k_params, k_train, k_eval, k_sample = jax.random.split(key, 4)
         batch = self.task.sample(k_sample, 2)
         params = self.model.init(k_params, batch.x, batch.seq_lengths)["params"]
+        values = self.hparams if hparams is None else hparams
+        hp = {k: jnp.asarray(values[k], jnp.float32) for k in HPARAMS}
+        tx, _ = self.optimizer(hp)
         with jax.numpy_dtype_promotion("standard"):
-            opt_state = self.tx.init(params)
-        return TrainState(jnp.zeros((), jnp.int32), params, opt_state, k_train, k_eval)
+            opt_state = tx.init(params)
+        return TrainState(jnp.zeros((), jnp.int32), params, opt_state, k_train, k_eval, hp)
 
     def apply(self, params, batch: Batch, *, dropout_key=None, probes=None):
         variables = {"params": params}
@@ -218,17 +292,19 @@ class Trainer:
             return self.task.loss(out, batch)
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        tx, schedule = self.optimizer(state.hparams)
         # optax mixes Python floats and int32 step counts; keep it working when a user (or the
         # test-suite) turns on strict dtype promotion for their own code.
         with jax.numpy_dtype_promotion("standard"):
-            updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-            lr = jnp.asarray(self.schedule(state.step), jnp.float32)
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+            lr = jnp.asarray(schedule(state.step), jnp.float32)
         params = optax.apply_updates(state.params, updates)
         norm = global_norm(grads)
-        clipped = norm if self.grad_clip is None else jnp.minimum(norm, self.grad_clip)
+        clipped = jnp.minimum(norm, state.hparams["grad_clip"])  # inf: no clipping
         metrics = {LOSS: loss, GRAD_NORM: norm, GRAD_NORM_CLIPPED: clipped,
                    LEARNING_RATE: lr}
-        return TrainState(state.step + 1, params, opt_state, key, state.eval_key), metrics
+        return state._replace(step=state.step + 1, params=params, opt_state=opt_state,
+                              key=key), metrics
 
     def run_chunk(self, state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
         """``chunk_size`` steps; metrics averaged over the chunk (``loss`` is the training
@@ -374,11 +450,10 @@ def make_train(cfg) -> Trainer:
     if cfg.model.param_budget is not None:
         cells = build_cells(cfg, [budget_width(cfg, task)] * int(cfg.model.num_layers))
     model = build_model(cfg, task, cells)
-    tx, schedule = build_optimizer(cfg.optim, int(t.steps))
-    return Trainer(task=task, model=model, tx=tx, schedule=schedule,
+    build_optimizer(cfg.optim, int(t.steps))  # refuses a bad name or value now
+    return Trainer(task=task, model=model, optim=tuple(_options(cfg.optim).items()),
                    batch_size=int(t.batch_size), steps=int(t.steps), chunk_size=chunk,
-                   grad_clip=cfg.optim.grad_clip, probe_batch_size=int(g.batch_size),
-                   eval_batch_size=int(t.eval_batch_size))
+                   probe_batch_size=int(g.batch_size), eval_batch_size=int(t.eval_batch_size))
 
 
 def seed_keys(cfg) -> jax.Array:

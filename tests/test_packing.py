@@ -1,0 +1,301 @@
+"""Packed sweeps: jobs that differ only in packable values train as the members of one program
+(rnnlab.packing, hydra/launcher=packed) and each ends exactly as it would have alone."""
+
+import json
+import logging
+import signal
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+import pytest
+
+from rnnlab import loop, packing
+from rnnlab.config import compose
+from rnnlab.loop import build, execute
+from rnnlab.train import build_optimizer, make_train
+
+TINY = ["cell=rnn", "cell.hidden_size=8", "task.length=2", "task.copy_length=3", "train.steps=6",
+        "train.log_every=2", "train.num_seeds=2", "train.batch_size=4",
+        "train.eval_batch_size=8", "gradients.enabled=false", "logger.progress=false",
+        "logger.wandb.mode=disabled", "logger.plots=false", "train.compilation_cache=null",
+        "optim=adamw", "optim.schedule=warmup_cosine", "optim.warmup_steps=2",
+        "train.checkpoint_every=0"]
+# A: no clipping, no decay; B: another learning rate, decay, a threshold the gradients exceed;
+# C: a learning rate that diverges
+JOBS = {"a": ["optim.learning_rate=1e-2", "optim.weight_decay=0", "optim.grad_clip=null"],
+        "b": ["optim.learning_rate=3e-2", "optim.weight_decay=0.5", "optim.grad_clip=0.05"],
+        "c": ["optim.learning_rate=1e38", "optim.grad_clip=null", "train.seed=5"]}
+RTOL = 1e-5
+
+
+def _metrics(run_dir: Path) -> pd.DataFrame:
+    df = pd.read_json(run_dir / "metrics.jsonl", lines=True)
+    return df.sort_values(["split", "step", "seed"]).reset_index(drop=True)
+
+
+def _assert_same_metrics(got: Path, want: Path) -> None:
+    a, b = _metrics(got), _metrics(want)
+    assert list(a.columns) == list(b.columns) and len(a) == len(b)
+    assert (a[["split", "step", "seed"]] == b[["split", "step", "seed"]]).all().all()
+    numeric = [c for c in a.columns if c not in ("split", "step", "seed")]
+    np.testing.assert_allclose(a[numeric].to_numpy(float), b[numeric].to_numpy(float),
+                               rtol=RTOL, atol=1e-7)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Jobs a and b each alone (the reference), and a, b, c packed into one program."""
+    root = tmp_path_factory.mktemp("packing")
+    cfgs = {k: compose([*TINY, *v]) for k, v in JOBS.items()}
+    compiled = _CountChunkCompiles()
+    logging.getLogger("jax").addHandler(compiled)
+    try:
+        with jax.log_compiles(True):
+            for k in ("a", "b"):
+                execute(cfgs[k], root / f"alone_{k}")
+            alone, compiled.count = compiled.count, 0
+            outcome = packing.execute_packed([(cfgs[k], root / f"packed_{k}",
+                                               build(cfgs[k])) for k in JOBS])
+    finally:
+        logging.getLogger("jax").removeHandler(compiled)
+    return root, cfgs, dict(zip(JOBS, outcome, strict=True)), (alone, compiled.count)
+
+
+class _CountChunkCompiles(logging.Handler):
+    """Counts XLA compilations of the training chunk (``jax.log_compiles``' messages)."""
+
+    count = 0
+
+    def emit(self, record):
+        if record.getMessage().startswith("Finished XLA compilation of jit(run_chunk)"):
+            self.count += 1
+
+
+def test_a_packed_group_compiles_its_training_chunk_once(runs):
+    *_, (alone, packed) = runs
+    assert (alone, packed) == (2, 1)  # two jobs alone: two programs; three packed: one
+
+
+def test_packed_members_match_separate_runs(runs):
+    """Learning rate, weight decay and clipping per member: each packed job logs, row for
+    row, what the same job logs when it runs alone."""
+    root, _, outcome, _ = runs
+    for k in ("a", "b"):
+        assert outcome[k]["status"] == "ok" and outcome[k]["packed_members"] == 6
+        _assert_same_metrics(root / f"packed_{k}", root / f"alone_{k}")
+        alone = json.loads((root / f"alone_{k}" / "summary.json").read_text())
+        for seed, row in alone["per_seed"].items():
+            for name, value in row.items():
+                if isinstance(value, float):
+                    assert outcome[k]["per_seed"][seed][name] == pytest.approx(value, rel=RTOL)
+    # the members really differ: learning rates as configured, clipping where it was set
+    a, b = _metrics(root / "packed_a"), _metrics(root / "packed_b")
+    train_a, train_b = a[a.split == "train"], b[b.split == "train"]
+    assert not np.allclose(train_a["loss"], train_b["loss"])
+    assert (train_a["grad_norm_clipped"] == train_a["grad_norm"]).all()
+    np.testing.assert_allclose(train_b["grad_norm_clipped"], 0.05, rtol=1e-6)
+    assert (train_b["grad_norm"] > 0.05).all()
+    # warmup_cosine over 6 steps, 2 warm-up: the last chunk's last step is step 5
+    lr = optax.warmup_cosine_decay_schedule(0.0, 3e-2, 2, 6, end_value=0.0)(5)
+    assert train_b["learning_rate"].iloc[-1] == pytest.approx(float(lr), rel=1e-6)
+    # each job's folder has what an unpacked job's folder has
+    names = {p.name for p in (root / "alone_a").iterdir()}
+    assert names == {p.name for p in (root / "packed_a").iterdir()}
+
+
+def test_a_diverging_member_stops_alone(runs):
+    root, _, outcome, _ = runs
+    assert isinstance(outcome["c"], FloatingPointError)
+    summary = json.loads((root / "packed_c" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "diverged for every seed" in summary["error"]
+    events = [json.loads(x) for x in (root / "packed_c" / "events.jsonl").read_text()
+              .splitlines()]
+    assert {e["seed"] for e in events if e["event"] == "diverged"} == {5, 6}
+    # a and b trained to the end beside it (checked against their runs alone above)
+    assert outcome["a"]["steps_run"] == outcome["b"]["steps_run"] == 6
+
+
+def test_traced_optimizer_values_equal_the_static_optimizer():
+    """The optimizer built from traced per-member values (what a packed program runs) against
+    optax built from the config's Python floats, over three updates."""
+    cfg = compose([*TINY, *JOBS["b"]])
+    trainer = make_train(cfg)
+    params = {"w": jnp.asarray(np.linspace(-1.0, 1.0, 6, dtype=np.float32))}
+    grads = [{"w": jnp.asarray(np.full(6, g, np.float32))} for g in (0.3, -2.0, 0.7)]
+    static, _ = build_optimizer(cfg.optim, int(cfg.train.steps))
+
+    def run(tx, params):
+        with jax.numpy_dtype_promotion("standard"):
+            state = tx.init(params)
+            for g in grads:
+                updates, state = tx.update(g, state, params)
+                params = optax.apply_updates(params, updates)
+        return params
+
+    @jax.jit
+    def traced(hp, params):
+        tx, _ = trainer.optimizer(hp)
+        return run(tx, params)
+
+    hp = {k: jnp.float32(v) for k, v in trainer.hparams.items()}
+    np.testing.assert_allclose(traced(hp, params)["w"], run(static, params)["w"], rtol=1e-6)
+
+
+def test_the_packed_preset_sets_the_launchers_arguments():
+    import inspect
+
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from hydra_plugins.rnnlab_packed import PackedLauncher
+    from rnnlab.config import config_dir, register_configs
+
+    register_configs([])
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=["hydra/launcher=packed"],
+                            return_hydra_config=True)
+    node = cfg.hydra.launcher
+    assert node._target_ == "hydra_plugins.rnnlab_packed.PackedLauncher"
+    params = set(inspect.signature(PackedLauncher.__init__).parameters) - {"self"}
+    assert set(node.keys()) - {"_target_"} == params
+
+
+def test_unpackable_differences_split_groups():
+    base = ["optim.learning_rate=1e-3"]
+    cases = [base, ["optim.learning_rate=3e-3", "train.seed=4", "train.num_seeds=3"],
+             ["optim.weight_decay=0.1", "optim.grad_clip=null", "logger.plots=false"],
+             ["cell=gru"], ["cell.hidden_size=16"], ["task.length=3"], ["optim=sgd"],
+             ["optim.schedule=cosine"], ["model.dropout=0.1"], ["train.steps=2000"]]
+    cfgs = [compose(c) for c in cases]
+    assert packing.group_jobs(cfgs) == [[0, 1, 2], [3], [4], [5], [6], [7], [8], [9]]
+    with pytest.raises(ValueError, match=r"differ outside the packable keys \(.*cell.name"):
+        packing.execute_packed([(cfgs[0], Path("unused_a"), None),
+                                (cfgs[3], Path("unused_b"), None)])
+    assert not Path("unused_a").exists()
+    # a cap on members cuts a group between jobs (3 seeds each)
+    assert packing.group_jobs(cfgs[:3], max_members=5) == [[0], [1], [2]]
+    assert packing.group_jobs(cfgs[:3], max_members=6) == [[0, 1], [2]]
+    assert packing.group_jobs(cfgs[:3], max_members=9) == [[0, 1, 2]]
+
+
+def test_a_packed_group_checkpoints_and_resumes(runs, monkeypatch):
+    """A stop signal after the first chunk: both jobs checkpoint into their own folders and
+    end interrupted; rerun, they resume and end as the jobs alone did."""
+    root, *_ = runs
+
+    class StopAtOnce(loop.StopSignals):
+        def __enter__(self):
+            super().__enter__()
+            self.received = signal.SIGUSR2  # as if it arrived during the first chunk
+            return self
+
+    dirs = [root / "resumed_a", root / "resumed_b"]
+    cfgs = {k: compose([*TINY, *JOBS[k], "train.checkpoint_every=2"]) for k in "ab"}
+    entries = [(cfgs[k], d, build(cfgs[k])) for k, d in zip("ab", dirs, strict=True)]
+    previous = signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(loop, "StopSignals", StopAtOnce)
+            first = packing.execute_packed(entries)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert all(isinstance(o, loop.Interrupted) for o in first)
+    for d in dirs:
+        assert json.loads((d / "summary.json").read_text())["status"] == "interrupted"
+        assert sorted(int(p.name) for p in (d / "checkpoints").iterdir()
+                      if p.name.isdigit()) == [2]
+    again = packing.execute_packed(entries)
+    for k, d, o in zip("ab", dirs, again, strict=True):
+        assert o["status"] == "ok" and o["steps_run"] == 6
+        _assert_same_metrics(d, root / f"alone_{k}")
+        events = [json.loads(x) for x in (d / "events.jsonl").read_text().splitlines()]
+        assert [e["event"] for e in events] == ["resumed"] and events[0]["step"] == 2
+
+
+COUNT_COMPILES = r"""
+import atexit, logging, os
+import jax
+
+COMPILED = {}
+
+
+class _Count(logging.Handler):
+    def emit(self, record):
+        text = record.getMessage()
+        if text.startswith("Finished XLA compilation of jit(run_chunk)"):
+            COMPILED[os.getcwd()] = COMPILED.get(os.getcwd(), 0) + 1
+
+
+jax.config.update("jax_log_compiles", True)
+logging.getLogger("jax").addHandler(_Count())
+atexit.register(lambda: open(EXTRA, "w").write(json.dumps(COMPILED)))
+"""
+
+
+@pytest.mark.slow
+def test_cli_sweep_packed_and_unpacked_make_the_same_jobs_and_packing_compiles_once(tmp_path):
+    """``-m optim.learning_rate=1e-3,3e-3,-1 train.num_seeds=2`` with and without
+    ``hydra/launcher=packed``: the same folders, files and sweep.csv rows (the bad value
+    refused alone, naming the field), and the packed sweep compiles its training chunk once
+    where the unpacked one compiles it per job."""
+    from cli_driver import run_command_lines
+
+    tiny = ["cell=rnn", "cell.hidden_size=4", "task.length=2", "task.copy_length=3",
+            "train.steps=4", "train.log_every=2", "train.num_seeds=2", "train.batch_size=4",
+            "train.eval_batch_size=8", "gradients.every=2", "gradients.batch_size=4",
+            "logger.progress=false", "logger.wandb.mode=disabled", "logger.plots=false",
+            "train.compilation_cache=null", "optim.learning_rate=1e-3,3e-3,-1"]
+    cases = []
+    for name, launcher in (("packed", ["hydra/launcher=packed"]), ("alone", [])):
+        (tmp_path / name).mkdir()
+        cases.append((["-m", *launcher, *tiny, f"hydra.sweep.dir={tmp_path / name}/sweep"],
+                      tmp_path / name))
+    (tmp_path / "refused").mkdir()
+    cases.append((["-m", "hydra/launcher=packed", "hydra.launcher.max_members=0", *tiny,
+                   f"hydra.sweep.dir={tmp_path}/refused/sweep"], tmp_path / "refused"))
+    counts = tmp_path / "compiles.json"
+    packed, alone, refused = run_command_lines(cases, prelude=COUNT_COMPILES,
+                                               extra=str(counts))
+    assert packed["code"] == alone["code"] == 1, (packed["err"], alone["err"])
+    for out in (packed, alone):
+        assert "optim.learning_rate=-1" in out["err"] and "FAILED" in out["err"]
+    compiled = json.loads(counts.read_text())
+    assert compiled == {str(tmp_path / "packed"): 1, str(tmp_path / "alone"): 2}
+    a, b = (pd.read_csv(tmp_path / n / "sweep" / "sweep.csv") for n in ("packed", "alone"))
+    assert list(a["job"]) == list(b["job"]) == ["0_copy_rnn", "1_copy_rnn", "2_copy_rnn"]
+    assert list(a["status"]) == list(b["status"]) == ["ok", "ok", "failed"]
+    for col in ("metric", "seeds", "diverged_seeds", "overrides"):
+        assert list(a[col].fillna("")) == list(b[col].fillna("")), col
+    np.testing.assert_allclose(a["mean"][:2], b["mean"][:2], rtol=RTOL)
+    assert "optim.learning_rate" in a["error"][2] and "-1" in a["error"][2]
+    for job in a["job"]:
+        listing = [sorted(p.name for p in (tmp_path / n / "sweep" / job).iterdir())
+                   for n in ("packed", "alone")]
+        assert listing[0] == listing[1], job
+    for job in a["job"][:2]:
+        _assert_same_metrics(tmp_path / "packed" / "sweep" / job,
+                             tmp_path / "alone" / "sweep" / job)
+    # a bad launcher value: one line naming it, nothing run
+    assert refused["code"] == 2 and "hydra.launcher.max_members" in refused["err"]
+    assert "0" in refused["err"] and "Traceback" not in refused["err"]
+    assert not (tmp_path / "refused" / "sweep").exists()
+
+
+def test_a_job_that_stops_early_stops_alone(tmp_path):
+    """Early stopping per job: with patience 1, the job at learning rate 3 stops at its
+    first evaluation (no improvement) and logs nothing after it; the other trains on."""
+    tiny = [o for o in TINY if not o.startswith(("optim", "train.steps"))]
+    common = [*tiny, "train.steps=8", "train.early_stopping_patience=1",
+              "train.divergence_factor=null", "optim.grad_clip=null"]
+    cfgs = [compose([*common, "optim.learning_rate=1e-2"]),
+            compose([*common, "optim.learning_rate=3.0"])]
+    slow, fast = packing.execute_packed([(c, tmp_path / str(i), build(c))
+                                         for i, c in enumerate(cfgs)])
+    assert (slow["stopped_early"], slow["steps_run"]) == (False, 8)
+    assert (fast["stopped_early"], fast["steps_run"]) == (True, 2)
+    assert _metrics(tmp_path / "1")["step"].max() == 2
+    assert _metrics(tmp_path / "0")["step"].max() == 8
