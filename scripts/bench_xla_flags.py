@@ -14,16 +14,19 @@ task (T=100, B=64, H=128, LSTM), ``train.log_every`` steps per call; the cases a
 and a two-layer stack, each with 1 and 4 seeds vmapped. Each subprocess compiles every case,
 warms it up, then times the cases in turn (interleaved); the parent alternates the two
 settings over ``--rounds`` subprocess pairs (on, off, on, off, ...) and reports, per case, the
-median ms per step (per seed-step too) and the ratio on/off (> 1: the flag's default, on, is
-slower, i.e. rnnlab's ``false`` pays).
+median ms per step (per seed-step too) and the ratio on/off (> 1: XLA's default, on, is
+slower than rnnlab's off).
 
 ``hang`` mode. Runs the configurations the hang was seen with (a vmapped stacked LSTM:
 ``experiments/seed_stock_lstm`` with four LSTM(50) layers and three seeds through
 ``python -m rnnlab.run``; the adding task with a two-layer LSTM and 3-4 seeds; a direct
-``jit(vmap(run_chunk))``) with the scheduler ON (and, with ``--control``, OFF), each
-``--attempts`` times in a fresh subprocess under ``--hang-timeout`` seconds; a run that does
-not finish in time is reported as a hang with the CPU time it used (an idle deadlock uses
-almost none) and, with ``--gdb``, its native thread stacks are written next to ``--json``.
+``jit(vmap(trainer.init))`` then ``jit(vmap(run_chunk))``, the initialisation compiled as
+rnnlab.loop does (``vmap``), with ``compiler_options`` turning the scheduler off for that one
+program, or as ``jax.lax.map`` over the seeds) with the scheduler ON (and, with
+``--control``, OFF), each ``--attempts`` times in a fresh subprocess under ``--hang-timeout``
+seconds; a run that does not finish in time is reported as a hang with the CPU time it used
+(an idle deadlock uses almost none) and, with ``--gdb``, its native thread stacks are
+written next to ``--json``.
 
   python scripts/bench_xla_flags.py --quick          # small sizes, 1 round, 1 hang attempt
   python scripts/bench_xla_flags.py                  # 5 rounds; hang check 3 attempts each
