@@ -263,6 +263,8 @@ def main() -> None:
         for T in Ts:
             curves = {tuple(r["losses"]) for r in results
                       if r["H"] == H and r["T"] == T and "error" not in r}
+            if not curves:
+                continue
             print(f"\nH={H}, T={T}: the variants' losses over the steps are "
                   f"{'bitwise identical' if len(curves) == 1 else 'NOT identical'}"
                   + ("" if len(curves) == 1 else f": {sorted(curves)}"))
