@@ -30,8 +30,9 @@ print(json.dumps(results))
 
 
 def run_command_lines(cases: list[tuple[list[str], Path]], prelude: str = "",
-                      extra=None) -> list[dict]:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+                      extra=None, env: dict | None = None) -> list[dict]:
+    """``env``: variables set in that process on top of this one's (e.g. ``XLA_FLAGS``)."""
+    env = {k: v for k, v in {**os.environ, **(env or {})}.items() if k != "HYDRA_FULL_ERROR"}
     code = "import json, sys\nEXTRA = json.loads(sys.argv[2])\n" + prelude + LOOP
     proc = subprocess.run([sys.executable, "-c", code,
                            json.dumps([(args, str(cwd)) for args, cwd in cases]),

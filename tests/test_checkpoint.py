@@ -21,7 +21,8 @@ from rnnlab.checkpoint import Checkpoints
 from rnnlab.config import compose
 from rnnlab.train import make_train
 
-TINY = ["cell.hidden_size=8", "task.length=2", "task.copy_length=3", "train.steps=400",
+STEPS = 160  # enough chunks after the signal at step 20 that the run cannot finish first
+TINY = ["cell.hidden_size=8", "task.length=2", "task.copy_length=3", f"train.steps={STEPS}",
         "train.log_every=2", "train.num_seeds=2", "train.batch_size=4",
         "train.eval_batch_size=8", "gradients.every=20", "gradients.batch_size=4",
         "logger.progress=false", "logger.wandb.mode=disabled", "logger.plots=false",
@@ -34,20 +35,28 @@ def start(run_dir: Path, *extra: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_checkpoint(run_dir: Path, proc: subprocess.Popen, step: int) -> None:
-    """Until the run has a checkpoint at ``step`` or later (the older ones rotate out:
-    ``train.checkpoint_keep``, so waiting for ``step`` itself can miss it on a busy machine)."""
-    deadline = time.monotonic() + 300
+def signal_at_checkpoint(runs: dict[str, tuple[Path, subprocess.Popen, signal.Signals]],
+                         step: int) -> None:
+    """Sends each process its signal as soon as it has a checkpoint at ``step`` or later (all
+    watched at once, so that a slow one does not delay the signal of another; older
+    checkpoints rotate out, ``train.checkpoint_keep``, so ``step`` itself can be missed)."""
 
-    def reached() -> bool:
+    def reached(run_dir: Path) -> bool:
         folder = run_dir / "checkpoints"
         return folder.is_dir() and any(p.name.isdigit() and int(p.name) >= step
                                        for p in folder.iterdir())
 
-    while not reached():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no checkpoint in time"
-        time.sleep(0.05)
+    deadline = time.monotonic() + 300
+    waiting = dict(runs)
+    while waiting:
+        for name, (run_dir, proc, signum) in list(waiting.items()):
+            if reached(run_dir):
+                proc.send_signal(signum)
+                del waiting[name]
+            else:
+                assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"no checkpoint in time: {sorted(waiting)}"
+        time.sleep(0.02)
 
 
 def final_params(run_dir: Path):
@@ -69,10 +78,9 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     dirs = {name: root / name for name in ("reference", "killed", "terminated")}
     procs = {name: start(path) for name, path in dirs.items()}
-    wait_for_checkpoint(dirs["killed"], procs["killed"], 20)
-    procs["killed"].send_signal(signal.SIGKILL)
-    wait_for_checkpoint(dirs["terminated"], procs["terminated"], 20)
-    procs["terminated"].send_signal(signal.SIGTERM)
+    signal_at_checkpoint({"killed": (dirs["killed"], procs["killed"], signal.SIGKILL),
+                          "terminated": (dirs["terminated"], procs["terminated"],
+                                         signal.SIGTERM)}, 20)
     outcome = {name: (p.wait(timeout=600), *p.communicate()) for name, p in procs.items()}
     before = {name: sorted(p.name for p in dirs[name].iterdir()) for name in dirs}
     interrupted = json.loads((dirs["terminated"] / "summary.json").read_text())
@@ -96,7 +104,7 @@ def test_killed_run_resumes_to_bitwise_the_same_result(runs):
     assert got["final"] == ref["final"] and got["per_seed"] == ref["per_seed"]
     ref_params, _ = final_params(dirs["reference"])
     got_params, host = final_params(dirs["killed"])
-    assert host["step"] == 400
+    assert host["step"] == STEPS
     jax.tree.map(np.testing.assert_array_equal, got_params, ref_params)
     with np.load(dirs["reference"] / "gradients.npz") as a, \
             np.load(dirs["killed"] / "gradients.npz") as b:

@@ -2,12 +2,11 @@
 ``--xla_force_host_platform_device_count=4``)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
+
+from cli_driver import run_command_lines
 
 TINY = ["cell.hidden_size=8", "task.length=2", "task.copy_length=3", "train.steps=4",
         "train.log_every=2", "train.num_seeds=4", "train.batch_size=4",
@@ -15,18 +14,17 @@ TINY = ["cell.hidden_size=8", "task.length=2", "task.copy_length=3", "train.step
         "logger.progress=false", "logger.wandb.mode=disabled", "logger.plots=false"]
 
 
-def _run(tmp_path, name, *extra):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    proc = subprocess.run([sys.executable, "-m", "rnnlab.run", *TINY, *extra,
-                           f"hydra.run.dir={tmp_path / name}"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
-    return proc
-
-
 def test_seeds_sharded_over_four_devices_match_one_device(tmp_path):
-    one = _run(tmp_path, "one", "train.devices=1")
-    four = _run(tmp_path, "four")  # default: as many devices as divide 4 seeds
-    assert one.returncode == 0 and four.returncode == 0, (one.stderr, four.stderr)
+    # one process for the three command lines (XLA's device count is fixed when it starts)
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+    one, four, bad = run_command_lines(
+        [([*TINY, "train.devices=1", f"hydra.run.dir={tmp_path / 'one'}"], tmp_path / "a"),
+         # default: as many devices as divide 4 seeds
+         ([*TINY, f"hydra.run.dir={tmp_path / 'four'}"], tmp_path / "b"),
+         ([*TINY, "train.devices=3", f"hydra.run.dir={tmp_path / 'bad'}"], tmp_path / "c")],
+        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+    assert one["code"] == 0 and four["code"] == 0, (one["err"], four["err"])
     a = pd.read_json(tmp_path / "one" / "metrics.jsonl", lines=True)
     b = pd.read_json(tmp_path / "four" / "metrics.jsonl", lines=True)
     pd.testing.assert_frame_equal(a, b, rtol=1e-5)
@@ -36,7 +34,6 @@ def test_seeds_sharded_over_four_devices_match_one_device(tmp_path):
     for metric, stats in sa["final"].items():
         assert sb["final"][metric]["mean"] == pytest.approx(stats["mean"], rel=1e-5)
     # seeds that do not divide over the devices are refused by name
-    bad = _run(tmp_path, "bad", "train.devices=3")
-    assert bad.returncode == 2 and "train.num_seeds=4 cannot be split evenly over " \
-                                   "train.devices=3" in bad.stderr
+    assert bad["code"] == 2 and "train.num_seeds=4 cannot be split evenly over " \
+                               "train.devices=3" in bad["err"]
     assert not (tmp_path / "bad").exists()

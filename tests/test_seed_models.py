@@ -12,13 +12,12 @@ Every expected count below is worked out by hand from Keras' formulas, not read 
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cli_driver import run_command_lines
 from rnnlab.config import compose
 from rnnlab.train import make_train, param_count
 
@@ -107,24 +106,35 @@ TWO_STEPS = ["train.steps=2", "train.log_every=1", "train.num_seeds=2",
              "logger.wandb.mode=disabled", "gradients.enabled=false"]
 # XLA's CPU runtime can wedge (every thread idle, the host blocked on a result) when it runs a
 # vmapped multi-layer model with its concurrency-optimised scheduler on a small (2-core)
-# thread pool; seen here with seed_stock_lstm's four LSTM(50) layers and three seeds. The
-# training checks run the real entry point in a subprocess with that scheduler off.
+# thread pool; seen here with seed_stock_lstm's four LSTM(50) layers and three seeds (the
+# initialisation's batched LAPACK QR calls each wait on the pool they occupy: see
+# docs/benchmarks.md). The training checks run the real entry point with that scheduler off.
 XLA_FLAGS = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+PRESET_RUNS = {"seed_relu_pyramid": ["train.batch_size=4", "task.scaler=minmax",
+                                     "train.early_stopping_patience=1"],
+               "seed_toy_multivariate": []}
 
 
-def run_preset(name: str, run_dir: Path, *overrides: str) -> dict:
-    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {XLA_FLAGS}".strip()}
-    proc = subprocess.run(
-        [sys.executable, "-m", "rnnlab.run", f"+experiment={name}", *TWO_STEPS,
-         *overrides, f"hydra.run.dir={run_dir}"],
-        env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads((run_dir / "summary.json").read_text())
+@pytest.fixture(scope="module")
+def preset_summaries(tmp_path_factory) -> dict:
+    """Each preset of PRESET_RUNS trained two steps through ``rnnlab.run``'s ``main``, all in
+    one fresh process; the summary.json of each."""
+    root = tmp_path_factory.mktemp("presets")
+    cases = []
+    for name, overrides in PRESET_RUNS.items():
+        (root / f"{name}_cwd").mkdir()
+        cases.append(([f"+experiment={name}", *TWO_STEPS, *overrides,
+                       f"hydra.run.dir={root / name}"], root / f"{name}_cwd"))
+    env = {"XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {XLA_FLAGS}".strip()}
+    results = run_command_lines(cases, env=env)
+    for (name, _), result in zip(PRESET_RUNS.items(), results, strict=True):
+        assert result["code"] == 0, (name, result["err"][-2000:])
+    return {name: json.loads((root / name / "summary.json").read_text())
+            for name in PRESET_RUNS}
 
 
-def test_relu_pyramid_trains_two_steps_with_early_stopping(tmp_path):
-    summary = run_preset("seed_relu_pyramid", tmp_path, "train.batch_size=4",
-                         "task.scaler=minmax", "train.early_stopping_patience=1")
+def test_relu_pyramid_trains_two_steps_with_early_stopping(preset_summaries):
+    summary = preset_summaries["seed_relu_pyramid"]
     assert summary["status"] == "ok" and summary["param_count"] == 261_121
     assert np.isfinite(summary["final"]["loss"]["mean"])
     forecast = summary["forecast"]
@@ -132,8 +142,8 @@ def test_relu_pyramid_trains_two_steps_with_early_stopping(tmp_path):
     assert np.isfinite(forecast["model"]["rmse"])
 
 
-def test_multivariate_toy_trains_and_scores_against_hand_baselines(tmp_path):
-    summary = run_preset("seed_toy_multivariate", tmp_path)
+def test_multivariate_toy_trains_and_scores_against_hand_baselines(preset_summaries):
+    summary = preset_summaries["seed_toy_multivariate"]
     assert summary["status"] == "ok"
     forecast = summary["forecast"]
     # pairs.csv is np.arange(20).reshape(-1, 2); the test window [rows 5..8] -> b[9] = 19.
