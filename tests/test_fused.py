@@ -100,7 +100,7 @@ def test_bptt_mode_resolution_and_refusals():
     assert resolve_bptt("fused", LSTM(hidden_size=2)) == "fused"
     assert resolve_bptt("auto", MGU(hidden_size=2)) == "autodiff"
     on_cpu = backend_default("fused", "cpu")
-    assert on_cpu == ("LSTM",) and backend_default("fused", "tpu") == ()
+    assert on_cpu == ("LSTM", "SimpleRNN") and backend_default("fused", "tpu") == ()
     if jax.default_backend() == "cpu":  # the LSTM family fuses, the GRU does not
         assert resolve_bptt("auto", PeepholeLSTM(hidden_size=2)) == "fused"
         assert resolve_bptt("auto", GRU(hidden_size=2)) == "autodiff"

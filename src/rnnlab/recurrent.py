@@ -309,14 +309,14 @@ def fused_scan_driver(cell: Cell, params, xs: jax.Array, carry, seq_lengths_B=No
 
 # What ``unroll=None`` and ``bptt="auto"`` choose on each backend, from measurements
 # (docs/benchmarks.md). XLA:CPU: unroll 2 and 1 tie, 4 and 8 are slower; fused BPTT ran the
-# LSTM family's training step in 0.64-0.86x autodiff's time (a smaller working set: the
-# forward loop keeps the carry and one pre-activation per step), but the GRU's in 1.2x and the
-# tanh RNN's in 1.08x. NVIDIA H100/H200: a scan unrolled 8 steps ran 2.2-2.9x faster than
+# training step of the LSTM family in 0.75-0.95x autodiff's time and the tanh RNN's in
+# 0.87-0.97x (a smaller working set: the forward loop keeps the carry and one pre-activation
+# per step), the GRU's in 1.0-1.19x. NVIDIA H100/H200: a scan unrolled 8 steps ran 2.2-2.9x faster than
 # cuDNN where unroll 1 ran 1.06-1.9x slower than it; fused BPTT is not measured there yet.
 # ``fused``: the cell classes (and their subclasses) that ``auto`` fuses. Backends not
 # measured (TPU) keep the plain settings.
 BACKEND_DEFAULTS = {
-    "cpu": {"unroll": 1, "fused": ("LSTM",)},
+    "cpu": {"unroll": 1, "fused": ("LSTM", "SimpleRNN")},
     "gpu": {"unroll": 8, "fused": ()},
 }
 PLAIN_DEFAULTS = {"unroll": 1, "fused": ()}
@@ -341,7 +341,8 @@ def resolve_unroll(unroll: int | None) -> int:
 
 def resolve_bptt(bptt: str, cell: Cell) -> str:
     """``fused`` or ``autodiff`` for ``bptt`` (see :class:`Recurrent`); ``auto`` fuses the
-    cells the backend's default names (:data:`BACKEND_DEFAULTS`: the LSTM family on CPU).
+    cells the backend's default names (:data:`BACKEND_DEFAULTS`: the LSTM family and the tanh
+    RNN on CPU).
 
     Raises:
       ValueError: an unknown mode, or ``fused`` for a cell without ``update``."""
@@ -406,8 +407,8 @@ class Recurrent(nn.Module):
         gradient in the backward loop, weight gradients as one product after it; cells with
         :meth:`~rnnlab.cells.base.Cell.update`: lstm, peephole, cifg, gru with
         ``reset_after``, rnn); ``autodiff``: JAX's derivative of ``lax.scan``; ``auto``:
-        the backend's choice per cell (:data:`BACKEND_DEFAULTS`: the LSTM family on CPU,
-        where fusing measured faster). Same gradients (tested to float tolerance).
+        the backend's choice per cell (:data:`BACKEND_DEFAULTS`: the LSTM family and the RNN
+        on CPU, where fusing measured faster). Same gradients (tested to float tolerance).
     """
 
     cell: Cell
