@@ -311,8 +311,9 @@ def fused_scan_driver(cell: Cell, params, xs: jax.Array, carry, seq_lengths_B=No
 # (docs/benchmarks.md). XLA:CPU: unroll 2 and 1 tie, 4 and 8 are slower; fused BPTT ran the
 # training step of the LSTM family in 0.75-0.95x autodiff's time and the tanh RNN's in
 # 0.87-0.97x (a smaller working set: the forward loop keeps the carry and one pre-activation
-# per step), the GRU's in 1.0-1.19x. NVIDIA H100/H200: a scan unrolled 8 steps ran 2.2-2.9x faster than
-# cuDNN where unroll 1 ran 1.06-1.9x slower than it; fused BPTT is not measured there yet.
+# per step), the GRU's in 1.0-1.19x. NVIDIA H100/H200: a scan unrolled 8 steps ran 2.2-2.9x
+# faster than cuDNN where unroll 1 ran 1.06-1.9x slower than it; fused BPTT is not measured
+# there yet.
 # ``fused``: the cell classes (and their subclasses) that ``auto`` fuses. Backends not
 # measured (TPU) keep the plain settings.
 BACKEND_DEFAULTS = {
