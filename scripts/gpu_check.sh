@@ -20,9 +20,14 @@ echo "== golden fixture"; date
 timeout 60 python3 scripts/make_torch_golden.py "$OUT/torch_golden.npz" > "$OUT/golden.log" 2>&1
 tail -3 "$OUT/golden.log"
 
-echo "== benchmark"; date
-timeout 180 python3 scripts/bench.py --device gpu --reps 10 --out "$OUT/bench_gpu.md" > "$OUT/bench_gpu.log" 2>&1
-tail -14 "$OUT/bench_gpu.log"
+echo "== benchmark (training step: rnnlab fused and autodiff, Flax, cuDNN; unroll 1 and 8)"; date
+GPU_SHAPES="64,128,32,128;32,512,64,256;256,1000,1,128;512,256,128,512"
+for u in 1 8; do
+  timeout 200 python3 scripts/bench.py --device gpu --reps 10 --parts step,members \
+    --shapes "$GPU_SHAPES" --unroll $u --out "$OUT/bench_gpu_unroll$u.md" \
+    --json "$OUT/bench_gpu_unroll$u.json" > "$OUT/bench_gpu_unroll$u.log" 2>&1
+  tail -24 "$OUT/bench_gpu_unroll$u.log"
+done
 
 sweep() {  # name, timeout, overrides...
   local name=$1 limit=$2; shift 2

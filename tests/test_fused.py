@@ -40,7 +40,8 @@ def _model(cells, bptt, projection):
 @pytest.mark.parametrize(("cells", "projection"), [
     ((PeepholeLSTM(hidden_size=4), PeepholeLSTM(hidden_size=3)), "in_scan"),
     ((GRU(hidden_size=4), GRU(hidden_size=3)), "hoisted"),
-    ((SimpleRNN(hidden_size=4), LSTM(hidden_size=3, variant="fgr")), "in_scan"),
+    pytest.param((SimpleRNN(hidden_size=4), LSTM(hidden_size=3, variant="fgr")), "in_scan",
+                 marks=pytest.mark.slow),  # both cells are in check_cell's fused check too
 ])
 def test_fused_model_gradients_equal_autodiff_vmapped_over_seeds(cells, projection):
     x, w = _inputs(), jax.random.normal(jax.random.key(3), (B, T, 2))

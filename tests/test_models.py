@@ -90,7 +90,9 @@ def test_input_validation_errors():
                                      head_activation="gelu2").init, key, inputs())
 
 
-@pytest.mark.parametrize("name", ["mingru", "minlstm"])
+# minGRU's parallel mode is also checked against stepping cell by cell (test_cells_new.py);
+# through the model it is the slowest case of the suite, so CI keeps minLSTM's
+@pytest.mark.parametrize("name", [pytest.param("mingru", marks=pytest.mark.slow), "minlstm"])
 def test_parallel_mode_through_the_model_equals_stepping(name):
     """model.parallel: the stack runs the cells' associative scan; outputs and gradients equal
     the stepped scan's, with padding (NaN in it) and both directions."""

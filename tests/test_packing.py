@@ -285,6 +285,7 @@ def test_cli_sweep_packed_and_unpacked_make_the_same_jobs_and_packing_compiles_o
     assert not (tmp_path / "refused" / "sweep").exists()
 
 
+@pytest.mark.slow  # stopping alone is in CI through the diverging member
 def test_a_job_that_stops_early_stops_alone(tmp_path):
     """Early stopping per job: with patience 1, the job at learning rate 3 stops at its
     first evaluation (no improvement) and logs nothing after it; the other trains on."""
