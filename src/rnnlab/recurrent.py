@@ -165,16 +165,28 @@ def _pointwise(params) -> dict:
     return {k: v for k, v in params.items() if k not in DRIVER_OWNED}
 
 
+def _products(cell: Cell, xp_BxG, hr_BxG):
+    """What the backward loop feeds the update for one step: ``(xp, hr)``, or ``(xp + hr,
+    None)`` for a cell with ``update_reads_sum`` (one array to keep instead of two)."""
+    return (xp_BxG + hr_BxG, None) if cell.update_reads_sum else (xp_BxG, hr_BxG)
+
+
 def _update_vjp(cell, pointwise, c_prev, xp_BxG, hr_BxG, mask_B, eps):
-    """The VJP of the masked update at one step (``jax.vjp``; no hand-written derivative).
-    ``hr_BxG=None``: ``xp_BxG`` holds the sum ``xp + hr`` of a cell with
-    ``update_reads_sum``."""
+    """The VJP of the masked update at one step (``jax.vjp``; no hand-written derivative),
+    giving ``(d_pointwise, d_carry, d_xp, d_hr, d_eps)``. With ``hr_BxG=None``, ``xp_BxG``
+    holds the sum ``xp + hr`` (``update_reads_sum``) and ``d_xp`` is None: it equals
+    ``d_hr``."""
     if hr_BxG is None:
-        def update(p, c, z, e):
+        def update_of_sum(p, c, z, e):
             return _masked_update(cell, p, c, z, jnp.zeros((), z.dtype), mask_B, e)
 
-        _, vjp = jax.vjp(update, pointwise, c_prev, xp_BxG, eps)
-        return lambda ct: (lambda d_p, d_c, d_z, d_e: (d_p, d_c, d_z, d_z, d_e))(*vjp(ct))
+        _, vjp = jax.vjp(update_of_sum, pointwise, c_prev, xp_BxG, eps)
+
+        def vjp_of_sum(ct):
+            d_p, d_c, d_z, d_e = vjp(ct)
+            return d_p, d_c, None, d_z, d_e
+
+        return vjp_of_sum
 
     def update(p, c, xp, hr, e):
         return _masked_update(cell, p, c, xp, hr, mask_B, e)
@@ -182,8 +194,12 @@ def _update_vjp(cell, pointwise, c_prev, xp_BxG, hr_BxG, mask_B, eps):
     return jax.vjp(update, pointwise, c_prev, xp_BxG, hr_BxG, eps)[1]
 
 
-def _fused_forward(cell, reverse, unroll, remat, project_step, params, xs_TxB, carry, mask_TxB,
-                   probe):
+def _fused_loop(cell, reverse, unroll, remat, project_step, params, xs_TxB, carry, mask_TxB,
+                probe, keep: bool):
+    """The forward loop; ``keep``: also stack the backward loop's residuals per step, the
+    previous carry and (without remat) the products (:func:`_products`). The update's own
+    activations are not kept: the backward loop recomputes them (a smaller working set than
+    autodiff's, which stores them: docs/benchmarks.md)."""
     pointwise = _pointwise(params)
 
     def body(c, inputs):
@@ -191,19 +207,17 @@ def _fused_forward(cell, reverse, unroll, remat, project_step, params, xs_TxB, c
         xp_BxG = x_t if project_step is None else project_step(params, x_t)
         hr_BxG = cell.recurrent_product(params, c, xp_BxG)
         new_c, h_BxH = _masked_update(cell, pointwise, c, xp_BxG, hr_BxG, mask_B, eps)
-        # residuals: the previous carry, and (without remat) the products, as one sum when
-        # the cell reads only the sum; the backward loop recomputes the update's activations
-        # (a smaller working set than storing them, which autodiff does: docs/benchmarks.md)
-        if remat:
-            saved = (c,)
-        elif cell.update_reads_sum:
-            saved = (c, xp_BxG + hr_BxG)
-        else:
-            saved = (c, xp_BxG, hr_BxG)
-        return new_c, (h_BxH, saved)
+        if not keep:
+            return new_c, h_BxH
+        return new_c, (h_BxH, (c,) if remat else (c, *_products(cell, xp_BxG, hr_BxG)))
 
-    final, (y_TxBxH, saved) = jax.lax.scan(body, carry, (xs_TxB, mask_TxB, probe),
-                                           reverse=reverse, unroll=unroll)
+    return jax.lax.scan(body, carry, (xs_TxB, mask_TxB, probe), reverse=reverse, unroll=unroll)
+
+
+def _fused_forward(cell, reverse, unroll, remat, project_step, params, xs_TxB, carry, mask_TxB,
+                   probe):
+    final, (y_TxBxH, saved) = _fused_loop(cell, reverse, unroll, remat, project_step, params,
+                                          xs_TxB, carry, mask_TxB, probe, keep=True)
     return (y_TxBxH, final), (params, xs_TxB, mask_TxB, probe, saved)
 
 
@@ -216,28 +230,22 @@ def _fused_backward(cell, reverse, unroll, remat, project_step, residuals, cotan
     def body(acc, inputs):
         dcarry, dpointwise = acc
         x_t, mask_B, eps, dy_BxH, res = inputs
-        c_prev = res[0]
+        c_prev, products = res[0], res[1:]
         if remat:  # recompute the products
             xp_BxG = x_t if project_step is None else project_step(params, x_t)
-            products = (xp_BxG, cell.recurrent_product(params, c_prev, xp_BxG))
-        elif cell.update_reads_sum:
-            products = (res[1], None)
-        else:
-            products = res[1:]
+            products = _products(cell, xp_BxG, cell.recurrent_product(params, c_prev, xp_BxG))
         update_vjp = _update_vjp(cell, pointwise, c_prev, *products, mask_B, eps)
         d_p, d_c, d_xp, d_hr, d_eps = update_vjp((dcarry, dy_BxH))
         # the only sequential matmul of the backward pass: dL/dh_{t-1} += dhr_t Uᵀ
         d_c = d_c._replace(h=d_c.h + cell.matmul(d_hr, U_HxG.T).astype(d_c.h.dtype))
-        # a cell that reads xp and hr only as xp + hr has d_xp == d_hr: keep one of them
-        out = (None, d_hr) if cell.update_reads_sum else (d_xp, d_hr)
-        return (d_c, jax.tree.map(jnp.add, dpointwise, d_p)), (*out, d_eps)
+        return (d_c, jax.tree.map(jnp.add, dpointwise, d_p)), (d_xp, d_hr, d_eps)
 
     zeros = jax.tree.map(jnp.zeros_like, pointwise)
     (dcarry0, dpointwise), (dxp_TxBxG, dhr_TxBxG, dprobe) = jax.lax.scan(
         body, (dfinal, zeros), (xs_TxB, mask_TxB, probe, dy_TxBxH, saved),
         reverse=not reverse, unroll=unroll)
-    if cell.update_reads_sum:
-        dxp_TxBxG = dhr_TxBxG.astype(xs_TxB.dtype if project_step is None else dhr_TxBxG.dtype)
+    if dxp_TxBxG is None:  # update_reads_sum: d_xp == d_hr
+        dxp_TxBxG = dhr_TxBxG
     # the weight gradients as products over all T·B rows at once
     h_prev_TxBxH = saved[0].h
     H, G = h_prev_TxBxH.shape[-1], dhr_TxBxG.shape[-1]
@@ -259,8 +267,10 @@ def _fused_backward(cell, reverse, unroll, remat, project_step, residuals, cotan
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
 def _fused_scan(cell, reverse, unroll, remat, project_step, params, xs_TxB, carry, mask_TxB,
                 probe):
-    return _fused_forward(cell, reverse, unroll, remat, project_step, params, xs_TxB, carry,
-                          mask_TxB, probe)[0]
+    # without differentiation: the forward loop alone, keeping no residuals
+    final, y_TxBxH = _fused_loop(cell, reverse, unroll, remat, project_step, params, xs_TxB,
+                                 carry, mask_TxB, probe, keep=False)
+    return y_TxBxH, final
 
 
 _fused_scan.defvjp(_fused_forward, _fused_backward)
@@ -283,9 +293,11 @@ def fused_scan_driver(cell: Cell, params, xs: jax.Array, carry, seq_lengths_B=No
     Performance of Recurrent Neural Networks on GPUs", arXiv:1604.01946, section 3).
 
     Args and returns as :func:`scan_driver`, with ``cell`` instead of ``step`` and
-    ``probed_step`` (the probe goes through ``cell.update``). The forward loop keeps, per
-    step, the previous carry and (without ``remat``) ``xp_t`` and ``hr_t``; with ``remat``
-    only the carry, and the backward loop recomputes both products.
+    ``probed_step`` (the probe goes through ``cell.update``). When differentiated, the
+    forward loop keeps, per step, the previous carry and (without ``remat``) ``xp_t`` and
+    ``hr_t``, or their sum for a cell with ``update_reads_sum``; with ``remat`` only the
+    carry, and the backward loop recomputes the products. The update's activations are
+    recomputed in the backward loop from these.
 
     Forward-mode differentiation (``jax.jvp``) is not defined through it (a ``custom_vjp``);
     use ``bptt="autodiff"`` for that.
