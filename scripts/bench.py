@@ -36,8 +36,14 @@ Mode ``grad`` is the earlier benchmark: forward + BPTT of one layer, loss sum(y*
 outputs, gradients only (no head, no clipping, no optimizer).
 
 Every implementation of a shape is compiled and warmed up first, then the repetitions are
-interleaved (one of each in turn) so that drift in the machine's load hits all alike; the
-tables report medians. Ratios above 1 mean the first-named side is slower.
+interleaved (one of each in turn, the order rotated every round) so that drift in the
+machine's load hits all alike; the tables report medians, and the train mode's ratios are
+the median of the per-round ratios (paired: robust to load that changes between rounds).
+Ratios above 1 mean the first-named side is slower. The train table also gives each side's
+minor page faults per step: with glibc's defaults a large block freed by one step is unmapped
+and mapped afresh by the next, and every page of it faults on first touch (PyTorch's CPU
+tensors and XLA:CPU's buffers alike); ``--malloc reuse`` reruns the script with glibc
+tunables that keep freed memory for reuse, for the comparison without that cost.
 
 Imports only rnnlab.cells / rnnlab.recurrent, jax, flax, optax, numpy and (optionally) torch;
 no hydra or wandb. Examples:
@@ -59,6 +65,7 @@ import json
 import os
 import platform
 import re
+import resource
 import statistics
 import sys
 import time
@@ -82,6 +89,10 @@ MEMBERS_SHAPE = "64,100,2,128"  # the adding task's LSTM (issue's members measur
 QUICK_MEMBERS_SHAPE = "16,32,2,32"
 CELLS = ("lstm", "peephole", "gru", "rnn")
 PARTS = ("step", "members", "layouts", "hlo", "floor")
+# glibc malloc tunables (mallopt(3)) that keep freed memory mapped for reuse: no mmap of its
+# own for any block (a 2 GiB threshold), never trim the heap, grow it 256 MiB at a time
+MALLOC_REUSE = {"MALLOC_MMAP_THRESHOLD_": "2147483647", "MALLOC_TRIM_THRESHOLD_": "4294967295",
+                "MALLOC_TOP_PAD_": "268435456"}
 OUT_FEATURES = 1  # O: the head's width (a regression read at the last step, as the adding task)
 LEARNING_RATE, ADAM_EPS, CLIP = 1e-3, 1e-7, 1.0  # rnnlab's conf/optim/adam.yaml
 
@@ -299,18 +310,49 @@ def torch_train_step(torch, cell: str, shape: Shape, device: str) -> Callable[[]
 
 
 # ---- measurement ---------------------------------------------------------------------------
-def measure(steps: dict[str, Callable[[], None]], warmup: int, reps: int) -> dict[str, float]:
-    """Median milliseconds of each step; repetitions interleaved across the steps."""
+class Timings(dict):
+    """Median milliseconds per step name (the dict), with each round's times (``rounds``:
+    name -> list of ms, round ``i`` of every name measured within the same round) and the
+    median minor page faults per call (``faults``)."""
+
+    def __init__(self, medians: dict, rounds: dict, faults: dict):
+        super().__init__(medians)
+        self.rounds, self.faults = rounds, faults
+
+    def paired(self, a: str, b: str) -> float | None:
+        """The median over rounds of ``time(a) / time(b)`` within each round: the ratio of
+        two steps measured side by side, robust to load that changes between rounds (the
+        ratio of the medians is not)."""
+        if a not in self.rounds or b not in self.rounds:
+            return None
+        return statistics.median(x / y for x, y in zip(self.rounds[a], self.rounds[b],
+                                                       strict=True))
+
+
+def minor_faults() -> int:
+    """This process's minor page faults so far (first touches of freshly mapped memory)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def measure(steps: dict[str, Callable[[], None]], warmup: int, reps: int) -> Timings:
+    """Median milliseconds of each step; repetitions interleaved across the steps, the order
+    rotated every round (so that no step always follows the same one: PyTorch's and XLA's
+    thread pools spin for a while after a call), with the page faults of every call."""
     for run in steps.values():
         for _ in range(warmup):  # the first call compiles
             run()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(reps):
-        for name, run in steps.items():
-            t0 = time.perf_counter()
-            run()
+    names = list(steps)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    faults: dict[str, list[int]] = {name: [] for name in names}
+    for i in range(reps):
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            f0, t0 = minor_faults(), time.perf_counter()
+            steps[name]()
             times[name].append(1e3 * (time.perf_counter() - t0))
-    return {name: statistics.median(ts) for name, ts in times.items()}
+            faults[name].append(minor_faults() - f0)
+    return Timings({name: statistics.median(ts) for name, ts in times.items()}, times,
+                   {name: statistics.median(fs) for name, fs in faults.items()})
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -465,32 +507,39 @@ def bench_train_shape(shape: Shape, cells: list[str], torch, torch_device: str, 
     rows = []
     for cell in cells:
         r, t = ms.get(f"rnnlab/{cell}"), ms.get(f"torch/{cell}")
+        faults = {"rnnlab_faults": ms.faults.get(f"rnnlab/{cell}"),
+                  "torch_faults": ms.faults.get(f"torch/{cell}")}
         fused, auto = ms.get(f"rnnlab/{cell}/fused"), ms.get(f"rnnlab/{cell}/autodiff")
+        fused_auto = ms.paired(f"rnnlab/{cell}/fused", f"rnnlab/{cell}/autodiff")
         flops = step_flops(cell, shape)
         for label, _ in FLAX_CELLS[cell][:1 if args.quick else None] or [("n/a", None)]:
             f = ms.get(f"flax/{cell}/{label}")
             rows.append({
                 "shape": str(shape), "cell": cell, "rnnlab_ms": r, "fused_ms": fused,
-                "autodiff_ms": auto, "fused/autodiff": ratio(fused, auto), "flax_cell": label,
-                "flax_ms": f, "torch_ms": t, "rnnlab/flax": ratio(r, f),
-                "rnnlab/torch": ratio(r, t), "step_gflop": flops / 1e9,
+                "autodiff_ms": auto, "fused/autodiff": fused_auto, "flax_cell": label,
+                "flax_ms": f, "torch_ms": t,
+                "rnnlab/flax": ms.paired(f"rnnlab/{cell}", f"flax/{cell}/{label}"),
+                "rnnlab/torch": ms.paired(f"rnnlab/{cell}", f"torch/{cell}"),
+                "rnnlab/torch_of_medians": ratio(r, t), **faults,
+                "faults": f"{fmt(faults['rnnlab_faults'], 0)}, {fmt(faults['torch_faults'], 0)}",
+                "step_gflop": flops / 1e9,
                 "floor_ms_step_size": 1e3 * flops / (rates["step_size"][(shape.B, shape.H)]
                                                      * 1e9),
                 "floor_ms_large": 1e3 * flops / (rates["large"] * 1e9)})
     # the peephole LSTM against the LSTM (target: within 1.15x)
     for row in rows:
         if row["cell"] == "peephole":
-            lstm = ms.get("rnnlab/lstm")
-            row["peephole/lstm"] = ratio(row["rnnlab_ms"], lstm)
+            row["peephole/lstm"] = ms.paired("rnnlab/peephole", "rnnlab/lstm")
     return rows, notes
 
 
 TRAIN_HEAD = ["B×T×D×H", "cell", "rnnlab ms", "fused ms", "autodiff ms", "fused/autodiff",
-              "flax cell", "flax ms", "torch ms", "rnnlab/flax", "rnnlab/torch", "GFLOP",
-              "floor ms (step-size rate)", "floor ms (large rate)"]
+              "flax cell", "flax ms", "torch ms", "rnnlab/flax", "rnnlab/torch",
+              "page faults per step (rnnlab, torch)", "GFLOP", "floor ms (step-size rate)",
+              "floor ms (large rate)"]
 TRAIN_KEYS = ["shape", "cell", "rnnlab_ms", "fused_ms", "autodiff_ms", "fused/autodiff",
-              "flax_cell", "flax_ms", "torch_ms", "rnnlab/flax", "rnnlab/torch", "step_gflop",
-              "floor_ms_step_size", "floor_ms_large"]
+              "flax_cell", "flax_ms", "torch_ms", "rnnlab/flax", "rnnlab/torch", "faults",
+              "step_gflop", "floor_ms_step_size", "floor_ms_large"]
 
 
 # ---- part: vmapped members -----------------------------------------------------------------
@@ -795,6 +844,10 @@ def environment(torch, torch_device: str, args) -> dict:
         "rnnlab_projection": resolve_projection("auto"),
         "torch_device": "n/a" if torch is None else torch_device,
         "torch_threads": None if torch is None else torch.get_num_threads(),
+        "malloc": args.malloc + ("" if args.malloc == "glibc" else " " + " ".join(
+            f"{k}={os.environ.get(k)}" for k in MALLOC_REUSE)),
+        "ratios": "median over rounds of the per-round ratio (each round times every "
+                  "implementation once, order rotated)",
     }
     if args.no_torch:
         env["torch"] = "skipped (--no-torch)"
@@ -874,9 +927,20 @@ def main(argv=None) -> None:
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 15)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls after compiling")
     parser.add_argument("--unroll", type=int, default=1, help="scan unroll (rnnlab and flax)")
+    parser.add_argument("--malloc", choices=("glibc", "reuse"), default="glibc",
+                        help="glibc: the C allocator's defaults (what a plain script gets); "
+                             "reuse: rerun this process with " + " ".join(
+                                 f"{k}={v}" for k, v in MALLOC_REUSE.items())
+                             + " so that freed memory stays mapped and is reused (no page "
+                               "faults from fresh mappings; PyTorch's CPU tensors and XLA's "
+                               "buffers both come from this allocator)")
     parser.add_argument("--out", default=None, help="write the step table to this .md or .csv")
     parser.add_argument("--json", default=None, help="write every number to this JSON file")
     args = parser.parse_args(argv)
+    if args.malloc == "reuse" and any(os.environ.get(k) != v for k, v in MALLOC_REUSE.items()):
+        # glibc reads these once, at start-up: run this script again with them
+        os.execve(sys.executable, [sys.executable, *sys.argv],
+                  {**os.environ, **MALLOC_REUSE})
     args.reps = args.reps or (3 if args.quick else 15)
     if args.quick:
         args.warmup = min(args.warmup, 1)

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab.cells.base import Cell
+from rnnlab.cells.base import Cell, dtype_of
 
 PROBES = "probes"  # the Flax collection holding the gradient probes
 PROBE_NAME = "carry"
@@ -194,6 +194,77 @@ def _update_vjp(cell, pointwise, c_prev, xp_BxG, hr_BxG, mask_B, eps):
     return jax.vjp(update, pointwise, c_prev, xp_BxG, hr_BxG, eps)[1]
 
 
+def _affine_projection(cell: Cell, params) -> bool:
+    """Whether ``cell.project_step`` is the base class's ``x W + b`` (``kernel``, ``bias``)."""
+    return (type(cell).project_step is Cell.project_step and "kernel" in params
+            and "bias" in params)
+
+
+def _weight_gradients(cell: Cell, h_prev_TxBxH, xs_TxBxD, dhr_TxBxG, dxp_TxBxG, params):
+    """``dU = Σ_t h_{t-1}ᵀ dhr_t`` and, with ``xs_TxBxD`` (the in-scan ``x W + b``
+    projection, whose gradient is ``dxp``), ``dW = Σ_t x_tᵀ dxp_t`` and ``db = Σ_t 1ᵀ dxp_t``:
+    each one ``[K, T·B] x [T·B, G]`` product, and one product for all three when ``dxp`` and
+    ``dhr`` are the same array (:attr:`~rnnlab.cells.base.Cell.update_reads_sum`), its rows
+    ``[h_{t-1}, x_t, 1]`` (the layout of cuDNN's weight-gradient pass). On XLA:CPU the rows
+    are transposed once first (an optimisation barrier keeps the copy): a ``[K, N] x [N, G]``
+    product runs in the YNNPACK matmul, the transposed-operand form it would otherwise fold
+    into falls back to a slower kernel (docs/benchmarks.md)."""
+    T, B, H = h_prev_TxBxH.shape
+    dt = h_prev_TxBxH.dtype
+
+    def rows_product(parts, d_TxBxG):
+        rows_NxK = jnp.concatenate([p.reshape(T * B, -1).astype(dt) for p in parts], axis=1)
+        rows_KxN = rows_NxK.T
+        if jax.default_backend() == "cpu":
+            rows_KxN = jax.lax.optimization_barrier(rows_KxN)
+        return cell.matmul(rows_KxN, d_TxBxG.reshape(T * B, -1))
+
+    out = {}
+    if xs_TxBxD is not None and dxp_TxBxG is dhr_TxBxG:
+        D = xs_TxBxD.shape[-1]
+        ones = jnp.ones((T, B, 1), dt)
+        prod = rows_product((h_prev_TxBxH, xs_TxBxD, ones), dhr_TxBxG)
+        dU, dW, db = prod[:H], prod[H:H + D], prod[H + D]
+    else:
+        dU = rows_product((h_prev_TxBxH,), dhr_TxBxG)
+        if xs_TxBxD is not None:
+            ones = jnp.ones((T, B, 1), dt)
+            prod = rows_product((xs_TxBxD, ones), dxp_TxBxG)
+            dW, db = prod[:-1], prod[-1]
+    out["recurrent_kernel"] = dU.astype(params["recurrent_kernel"].dtype)
+    if xs_TxBxD is not None:
+        out["kernel"] = dW.astype(params["kernel"].dtype)
+        out["bias"] = db.astype(params["bias"].dtype)
+    return out
+
+
+def _merged_kernel(cell: Cell, params, project_step) -> jax.Array | None:
+    """``[W; U]`` (``[D + H, G]``) when one product ``[x_t, h_{t-1}] [W; U] + b`` gives what
+    the update reads: the in-scan ``x W + b`` projection, the plain ``h U`` recurrent product
+    and an update that reads only their sum (:attr:`~rnnlab.cells.base.Cell.update_reads_sum`:
+    the LSTM family, the tanh RNN). One matmul per step instead of two (one dispatch fewer
+    in the loop; the layout of PyTorch's and cuDNN's fused input-and-recurrent gemm when the
+    input is not hoisted). None otherwise."""
+    if (project_step is None or not cell.update_reads_sum
+            or not _affine_projection(cell, params)
+            or type(cell).recurrent_product is not Cell.recurrent_product):
+        return None
+    return jnp.concatenate([params["kernel"], params["recurrent_kernel"]], axis=0)
+
+
+def _step_products(cell: Cell, params, carry, x_t, project_step, WU):
+    """``(xp_t, hr_t)`` of one step: the input projection (or ``x_t`` when it is hoisted) and
+    the recurrent product; with ``WU`` (:func:`_merged_kernel`), ``(xp_t + hr_t, 0)`` from one
+    product."""
+    if WU is not None:
+        dt = dtype_of(cell.dtype)
+        z_BxG = cell.matmul(jnp.concatenate([x_t.astype(dt), carry.h.astype(dt)], axis=-1), WU)
+        z_BxG = z_BxG + params["bias"].astype(dt)[None, :]
+        return z_BxG, jnp.zeros((), z_BxG.dtype)
+    xp_BxG = x_t if project_step is None else project_step(params, x_t)
+    return xp_BxG, cell.recurrent_product(params, carry, xp_BxG)
+
+
 def _fused_loop(cell, reverse, unroll, remat, project_step, params, xs_TxB, carry, mask_TxB,
                 probe, keep: bool):
     """The forward loop; ``keep``: also stack the backward loop's residuals per step, the
@@ -201,11 +272,11 @@ def _fused_loop(cell, reverse, unroll, remat, project_step, params, xs_TxB, carr
     activations are not kept: the backward loop recomputes them (a smaller working set than
     autodiff's, which stores them: docs/benchmarks.md)."""
     pointwise = _pointwise(params)
+    WU = _merged_kernel(cell, params, project_step)
 
     def body(c, inputs):
         x_t, mask_B, eps = inputs
-        xp_BxG = x_t if project_step is None else project_step(params, x_t)
-        hr_BxG = cell.recurrent_product(params, c, xp_BxG)
+        xp_BxG, hr_BxG = _step_products(cell, params, c, x_t, project_step, WU)
         new_c, h_BxH = _masked_update(cell, pointwise, c, xp_BxG, hr_BxG, mask_B, eps)
         if not keep:
             return new_c, h_BxH
@@ -226,14 +297,15 @@ def _fused_backward(cell, reverse, unroll, remat, project_step, residuals, cotan
     dy_TxBxH, dfinal = cotangents
     U_HxG = params["recurrent_kernel"]
     pointwise = _pointwise(params)
+    WU = _merged_kernel(cell, params, project_step) if remat else None
 
     def body(acc, inputs):
         dcarry, dpointwise = acc
         x_t, mask_B, eps, dy_BxH, res = inputs
         c_prev, products = res[0], res[1:]
         if remat:  # recompute the products
-            xp_BxG = x_t if project_step is None else project_step(params, x_t)
-            products = _products(cell, xp_BxG, cell.recurrent_product(params, c_prev, xp_BxG))
+            products = _products(cell, *_step_products(cell, params, c_prev, x_t, project_step,
+                                                       WU))
         update_vjp = _update_vjp(cell, pointwise, c_prev, *products, mask_B, eps)
         d_p, d_c, d_xp, d_hr, d_eps = update_vjp((dcarry, dy_BxH))
         # the only sequential matmul of the backward pass: dL/dh_{t-1} += dhr_t Uᵀ
@@ -247,14 +319,15 @@ def _fused_backward(cell, reverse, unroll, remat, project_step, residuals, cotan
     if dxp_TxBxG is None:  # update_reads_sum: d_xp == d_hr
         dxp_TxBxG = dhr_TxBxG
     # the weight gradients as products over all T·B rows at once
-    h_prev_TxBxH = saved[0].h
-    H, G = h_prev_TxBxH.shape[-1], dhr_TxBxG.shape[-1]
-    dU_HxG = cell.matmul(h_prev_TxBxH.reshape(-1, H).T, dhr_TxBxG.reshape(-1, G))
+    affine = project_step is not None and _affine_projection(cell, params)
     dparams = jax.tree.map(jnp.zeros_like, params)
     dparams.update(dpointwise)
-    dparams["recurrent_kernel"] = dU_HxG.astype(params["recurrent_kernel"].dtype)
+    dparams.update(_weight_gradients(cell, saved[0].h, xs_TxB if affine else None,
+                                     dhr_TxBxG, dxp_TxBxG, params))
     if project_step is None:
         dxs = dxp_TxBxG.astype(xs_TxB.dtype)
+    elif affine:  # dL/dx_t = dxp_t Wᵀ
+        dxs = cell.matmul(dxp_TxBxG, params["kernel"].T).astype(xs_TxB.dtype)
     else:
         T, B = xs_TxB.shape[:2]
         _, project_vjp = jax.vjp(project_step, params, xs_TxB.reshape(T * B, -1))
