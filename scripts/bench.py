@@ -89,10 +89,12 @@ MEMBERS_SHAPE = "64,100,2,128"  # the adding task's LSTM (issue's members measur
 QUICK_MEMBERS_SHAPE = "16,32,2,32"
 CELLS = ("lstm", "peephole", "gru", "rnn")
 PARTS = ("step", "members", "layouts", "hlo", "floor")
-# glibc malloc tunables (mallopt(3)) that keep freed memory mapped for reuse: no mmap of its
-# own for any block (a 2 GiB threshold), never trim the heap, grow it 256 MiB at a time
-MALLOC_REUSE = {"MALLOC_MMAP_THRESHOLD_": "2147483647", "MALLOC_TRIM_THRESHOLD_": "4294967295",
-                "MALLOC_TOP_PAD_": "268435456"}
+# glibc malloc tunables (mallopt(3)) that keep freed memory mapped for reuse: one arena (the
+# others are mmap-ed heaps that serve a large block from a fresh mapping: XLA:CPU's
+# temporaries, ~170 MB per step at 32x512x64x256, are allocated on its worker threads), no
+# mmap for any block, never trim the heap, grow it 256 MiB at a time
+MALLOC_REUSE = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
+                "MALLOC_TRIM_THRESHOLD_": "4294967295", "MALLOC_TOP_PAD_": "268435456"}
 OUT_FEATURES = 1  # O: the head's width (a regression read at the last step, as the adding task)
 LEARNING_RATE, ADAM_EPS, CLIP = 1e-3, 1e-7, 1.0  # rnnlab's conf/optim/adam.yaml
 

@@ -199,6 +199,18 @@ def test_checkpoint_of_another_layout_is_refused(tmp_path):
         ckpt._write_manifest(10)  # as if an older rnnlab had written it whole
         with pytest.raises(checkpoint.CheckpointError, match="layout 0, written by another"):
             ckpt.restore(10, like)
+        # layout 2 (before the dropout rate joined TrainState.hparams) holds the same state
+        # for a model without dropout: read; for a model with dropout: refused by name
+        data["layout"] = 2
+        host_file.write_text(json.dumps(data))
+        ckpt._write_manifest(10)
+        trees, _ = ckpt.restore(10, like)
+        jax.tree.map(np.testing.assert_array_equal, trees["state"].params, state.params)
+        with_dropout = make_train(compose([*TINY, "model.dropout=0.2"]))
+        like_dropout = {"state": jax.eval_shape(jax.vmap(with_dropout.init), keys)}
+        assert "dropout" in like_dropout["state"].hparams
+        with pytest.raises(checkpoint.CheckpointError, match="layout 2, written by another"):
+            ckpt.restore(10, like_dropout)
     finally:
         ckpt.close()
     assert os.path.isdir(tmp_path / "checkpoints")

@@ -147,10 +147,11 @@ def bidirectional_model():
 def test_probe_leaves_loss_and_param_gradients_unchanged(bidirectional_model):
     _, params, loss_fn, (loss, _, g_params, _) = bidirectional_model
     (loss_off, _), g_off = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params)
-    # adding exact zeros changes no value: the loss is the same number; the gradients are
-    # bitwise equal under XLA's optimised compiler, and within a few float32 ulps at the
-    # suite's optimisation level 0 (conftest), where the two programs fuse differently
-    assert float(loss) == float(loss_off)
+    # adding exact zeros changes no value; the two programs are compiled apart, and at the
+    # suite's optimisation level 0 (conftest) they fuse differently (the fused driver's one
+    # [x_t, h] [W; U] product per step among them), so loss and gradients agree to a few
+    # float32 ulps rather than bitwise
+    np.testing.assert_allclose(float(loss), float(loss_off), rtol=2e-6)
     jax.tree.map(lambda u, v: np.testing.assert_allclose(np.asarray(u), np.asarray(v),
                                                          rtol=1e-5, atol=1e-7),
                  g_params, g_off)

@@ -24,11 +24,16 @@ TINY = ["cell=rnn", "cell.hidden_size=8", "task.length=2", "task.copy_length=3",
         "logger.wandb.mode=disabled", "logger.plots=false", "train.compilation_cache=null",
         "optim=adamw", "optim.schedule=warmup_cosine", "optim.warmup_steps=2",
         "train.checkpoint_every=0"]
-# A: no clipping, no decay; B: another learning rate, decay, a threshold the gradients exceed;
-# C: a learning rate that diverges
-JOBS = {"a": ["optim.learning_rate=1e-2", "optim.weight_decay=0", "optim.grad_clip=null"],
-        "b": ["optim.learning_rate=3e-2", "optim.weight_decay=0.5", "optim.grad_clip=0.05"],
-        "c": ["optim.learning_rate=1e38", "optim.grad_clip=null", "train.seed=5"]}
+# A: no clipping, no decay; B: another learning rate, decay, a threshold the gradients exceed,
+# other initialisers (init-only cell fields), another dropout rate; C: a learning rate that
+# diverges
+JOBS = {"a": ["optim.learning_rate=1e-2", "optim.weight_decay=0", "optim.grad_clip=null",
+              "model.dropout=0.1"],
+        "b": ["optim.learning_rate=3e-2", "optim.weight_decay=0.5", "optim.grad_clip=0.05",
+              "cell.kernel_init=glorot_normal", "cell.recurrent_init=identity",
+              "model.dropout=0.4"],
+        "c": ["optim.learning_rate=1e38", "optim.grad_clip=null", "train.seed=5",
+              "model.dropout=0.2"]}
 RTOL = 1e-5
 
 
@@ -81,8 +86,8 @@ def test_a_packed_group_compiles_its_training_chunk_once(runs):
 
 
 def test_packed_members_match_separate_runs(runs):
-    """Learning rate, weight decay and clipping per member: each packed job logs, row for
-    row, what the same job logs when it runs alone."""
+    """Learning rate, weight decay, clipping, initialisers and dropout rate per member: each
+    packed job logs, row for row, what the same job logs when it runs alone."""
     root, _, outcome, _ = runs
     for k in ("a", "b"):
         assert outcome[k]["status"] == "ok" and outcome[k]["packed_members"] == 6
@@ -169,9 +174,13 @@ def test_unpackable_differences_split_groups():
     cases = [base, ["optim.learning_rate=3e-3", "train.seed=4", "train.num_seeds=3"],
              ["optim.weight_decay=0.1", "optim.grad_clip=null", "logger.plots=false"],
              ["cell=gru"], ["cell.hidden_size=16"], ["task.length=3"], ["optim=sgd"],
-             ["optim.schedule=cosine"], ["model.dropout=0.1"], ["train.steps=2000"]]
+             ["optim.schedule=cosine"], ["model.dropout=0.1"], ["train.steps=2000"],
+             ["cell.forget_bias=2.0", "cell.kernel_init=he_normal", "cell.bias_init=ones"],
+             ["cell.init_preset=pytorch"], ["model.dropout=0.3", "optim.learning_rate=1e-2"]]
     cfgs = [compose(c) for c in cases]
-    assert packing.group_jobs(cfgs) == [[0, 1, 2], [3], [4], [5], [6], [7], [8], [9]]
+    # dropout rates pack among jobs with dropout (8, 12), not with a job without (0)
+    assert packing.group_jobs(cfgs) == [[0, 1, 2, 10], [3], [4], [5], [6], [7], [8, 12], [9],
+                                        [11]]
     with pytest.raises(ValueError, match=r"differ outside the packable keys \(.*cell.name"):
         packing.execute_packed([(cfgs[0], Path("unused_a"), None),
                                 (cfgs[3], Path("unused_b"), None)])

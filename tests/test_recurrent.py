@@ -112,6 +112,31 @@ def test_stack_with_different_widths_equals_chained_layers():
         assert_trees_close(carry, want)
 
 
+def test_dropout_equals_flax_and_takes_a_traced_rate_per_member():
+    """rnnlab's Dropout against flax.linen.Dropout (same key, same mask, same scaling); a rate
+    given per call, traced under vmap (a packed member's), equals each static rate."""
+    from flax import linen as nn
+
+    from rnnlab.recurrent import Dropout
+
+    x = jax.random.normal(jax.random.key(0), (4, 5, 6))
+    key = jax.random.key(7)
+    for rate in (0.1, 0.25, 0.5):
+        want = nn.Dropout(rate).apply({}, x, deterministic=False, rngs={"dropout": key})
+        got = Dropout(rate).apply({}, x, deterministic=False, rngs={"dropout": key})
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+        kept = np.asarray(got) != 0
+        np.testing.assert_allclose(np.asarray(got)[kept], np.asarray(x)[kept] / (1 - rate),
+                                   rtol=1e-6)
+    rates = jnp.asarray([0.1, 0.25, 0.5])
+    per_member = jax.jit(jax.vmap(lambda r: Dropout(0.9).apply(
+        {}, x, deterministic=False, rate=r, rngs={"dropout": key})))(rates)
+    for k, rate in enumerate((0.1, 0.25, 0.5)):
+        want = nn.Dropout(rate).apply({}, x, deterministic=False, rngs={"dropout": key})
+        np.testing.assert_array_equal(np.asarray(per_member[k]), np.asarray(want))
+    assert Dropout(0.5).apply({}, x, deterministic=True, rate=0.3) is x
+
+
 def test_dropout_only_when_not_deterministic():
     cells = (GRU(H), GRU(H))
     with_dropout = RecurrentStack(cells, dropout=0.5)

@@ -1,6 +1,7 @@
 """rnnlab's packed launcher (``hydra/launcher=packed``): the jobs of a sweep that differ only
 in packable values (:data:`rnnlab.packing.PACKABLE`: seeds, learning rate, weight decay,
-clipping) train as the members of one compiled program, one program per group of such jobs.
+clipping, initialisers and forget-gate bias, and the dropout rate among jobs with dropout) train
+as the members of one compiled program, one program per group of such jobs.
 Needs no extra package. See :mod:`rnnlab.packing`.
 """
 

@@ -31,8 +31,10 @@ from typing import Any
 import jax
 import numpy as np
 
-LAYOUT = 2  # bump when what a checkpoint holds changes; older layouts are refused by name
+LAYOUT = 3  # bump when what a checkpoint holds changes; older layouts are refused by name
 # 2: TrainState.hparams (a member's optimizer values) and clipping always in the optimizer chain
+# 3: TrainState.hparams also holds the dropout rate of a model with dropout; a layout-2
+#    checkpoint is the same for a model without dropout, and is read for one
 FOLDER = "checkpoints"
 MANIFEST = "manifest.json"
 
@@ -59,6 +61,14 @@ def from_saveable(tree, like):
     leaves are keys."""
     return jax.tree.map(lambda x, ref: jax.random.wrap_key_data(x) if _is_key(ref) else x,
                         tree, like)
+
+
+def _holds_dropout_rate(like: dict[str, Any]) -> bool:
+    """Whether a state in ``like`` carries a dropout rate in ``hparams`` (layout 3 only)."""
+    from rnnlab.train import DROPOUT
+
+    return any(isinstance(getattr(tree, "hparams", None), dict) and DROPOUT in tree.hparams
+               for tree in like.values())
 
 
 def _is_key(x) -> bool:
@@ -134,7 +144,8 @@ class Checkpoints:
                 host=ocp.args.JsonRestore()))["host"]
         except Exception as err:
             raise CheckpointError(f"checkpoint {where} cannot be read: {err}") from err
-        if host.get("layout") != LAYOUT:
+        if host.get("layout") != LAYOUT and not (host.get("layout") == 2
+                                                 and not _holds_dropout_rate(like)):
             raise CheckpointError(
                 f"checkpoint {where} has layout {host.get('layout')!r}, written by another "
                 f"rnnlab version; this version reads layout {LAYOUT}. Start afresh in a new "

@@ -211,14 +211,49 @@ def fit(trainer: Trainer, keys: jax.Array, logger: Logger, seeds: list[int], *,
     return out
 
 
+def _init_parts(init, default, inits: list, parts: list[Part], keys: jax.Array,
+                hparams: dict | None):
+    """The members' first states, each part's from its own ``inits`` entry (``init``, the
+    compiled ``default``, for the parts whose entry is ``default``); one array per leaf along
+    the member axis. Raises ValueError when a part's state differs in structure or shapes
+    (its model differs in more than initialisation)."""
+    if len(inits) != len(parts):
+        raise ValueError(f"fit_members: {len(inits)} inits for {len(parts)} parts")
+    states, start = [], 0
+    compiled = {}
+    for fn, part in zip(inits, parts, strict=True):
+        stop = start + len(part.seeds)
+        hp = None if hparams is None else {k: v[start:stop] for k, v in hparams.items()}
+        owner = getattr(fn, "__self__", None)
+        if fn == default or (isinstance(owner, Trainer) and owner.model == default.__self__.model
+                             and owner.task == default.__self__.task):
+            run = init  # the same initialisation: compiled once
+        else:
+            run = compiled.setdefault(fn, jax.jit(jax.vmap(fn)))
+        states.append(run(keys[start:stop]) if hp is None else run(keys[start:stop], hp))
+        start = stop
+    want = jax.tree.map(lambda v: (v.shape[1:], v.dtype), states[0])
+    for k, st in enumerate(states[1:], start=1):
+        got = jax.tree.map(lambda v: (v.shape[1:], v.dtype), st)
+        if jax.tree.structure(got) != jax.tree.structure(want) or got != want:
+            raise ValueError(f"fit_members: part {k}'s initial state differs in structure or "
+                             f"shapes from part 0's; only initialisation may differ between "
+                             f"packed jobs")
+    return jax.tree.map(lambda *vs: jnp.concatenate(vs), *states)
+
+
 def fit_members(trainer: Trainer, keys: jax.Array, parts: list[Part], *,
-                hparams: dict | None = None, gradients_every: int | None,
+                hparams: dict | None = None, inits: list | None = None,
+                gradients_every: int | None,
                 patience: int | None = None, progress: bool = True,
                 divergence_factor: float | None = None, checkpoint_every: int | None = None,
                 sharding=None, stop: "StopSignals | None" = None) -> list:
     """Trains the members of several jobs (``parts``, in order along the member axis) in one
     compiled program: ``keys`` (one per member) and ``hparams`` ({name: array [M]}, default
-    the config's values) are the members' seeds and optimizer values.
+    the config's values) are the members' seeds and optimizer values. ``inits`` (one per
+    part, default ``trainer.init`` for all) initialise each part's members: the parts' own
+    trainers, whose models may differ from ``trainer``'s only in what initialisation reads
+    (:data:`rnnlab.packing.INIT_ONLY`); the training program is ``trainer``'s.
 
     Each part keeps the host loop of :func:`fit` on its own (logging, divergence, early
     stopping, checkpoints into its own folder): a part whose seeds have all diverged, or
@@ -241,11 +276,12 @@ def fit_members(trainer: Trainer, keys: jax.Array, parts: list[Part], *,
         raise ValueError("fit_members: either every part resumes or none does")
     books: list[_Book] = []
     if not any(resumed):
-        if hparams is None:
-            state = place(init(keys))
+        hp = None if hparams is None else {k: jnp.asarray(v, jnp.float32)
+                                           for k, v in hparams.items()}
+        if inits is None:
+            state = place(init(keys) if hp is None else init(keys, hp))
         else:
-            state = place(init(keys, {k: jnp.asarray(v, jnp.float32)
-                                      for k, v in hparams.items()}))
+            state = place(_init_parts(init, trainer.init, inits, parts, keys, hp))
         ev = _host(evaluate(state))
         start = 0
         for p in parts:
@@ -718,11 +754,10 @@ class JobRun:
         self.lock = self.logger = self.checkpoints = self.resume = None
 
     def hparams(self) -> dict[str, np.ndarray]:
-        """This job's optimizer values, one row per seed ({name: float32 [S]})."""
-        from rnnlab.train import member_hparams
-
+        """This job's optimizer values (and dropout rate, when its model has dropout), one
+        row per seed ({name: float32 [S]}: :attr:`rnnlab.train.Trainer.hparams`)."""
         return {k: np.full(len(self.seeds), v, np.float32)
-                for k, v in member_hparams(self.cfg.optim).items()}
+                for k, v in self.trainer.hparams.items()}
 
     def claim(self) -> None:
         self.lock = claim_run_dir(self.run_dir)

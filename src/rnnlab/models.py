@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab.cells.base import Cell, activation, dense_initializers
-from rnnlab.recurrent import RecurrentStack, merge_directions
+from rnnlab.recurrent import Dropout, RecurrentStack, merge_directions
 
 READOUTS = ("every", "last")
 
@@ -60,7 +60,12 @@ class SequenceModel(nn.Module):
     init_preset: str = "rnnlab"
 
     @nn.compact
-    def __call__(self, x, seq_lengths_B=None, *, deterministic: bool = True):
+    def __call__(self, x, seq_lengths_B=None, *, deterministic: bool = True,
+                 dropout_rate=None):
+        """Outputs ``[B, T, O]`` (``readout="every"``) or ``[B, O]`` (``last``) for inputs ``x``
+        (``[B, T, D]`` floats, or ``[B, T]`` ints with ``vocab_size``). ``dropout_rate`` (a
+        scalar, may be traced: a packed member's own) replaces :attr:`dropout` where dropout
+        applies (``dropout > 0``)."""
         if self.readout not in READOUTS:
             raise ValueError(f"readout={self.readout!r} is not accepted; use one of {READOUTS}")
         if self.vocab_size is not None:
@@ -76,7 +81,8 @@ class SequenceModel(nn.Module):
                                learn_initial_carry=self.learn_initial_carry,
                                projection=self.projection, parallel=self.parallel,
                                bptt=self.bptt, name="recurrent")
-        y_BxTxH, carries = stack(x_BxTxD, seq_lengths_B, deterministic=deterministic)
+        y_BxTxH, carries = stack(x_BxTxD, seq_lengths_B, deterministic=deterministic,
+                                 dropout_rate=dropout_rate)
         if self.readout == "last":
             last = carries[-1]
             feat = (merge_directions(last[0].h, last[1].h, self.merge) if self.bidirectional
@@ -84,7 +90,7 @@ class SequenceModel(nn.Module):
         else:
             feat = y_BxTxH
         if self.dropout > 0:
-            feat = nn.Dropout(self.dropout)(feat, deterministic=deterministic)
+            feat = Dropout(self.dropout)(feat, deterministic=deterministic, rate=dropout_rate)
         act = activation(self.head_activation, "head_activation")
         for i, width in enumerate(self.head_sizes):
             feat = act(self._dense(width, feat, f"head_{i}")(feat))

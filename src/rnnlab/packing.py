@@ -9,9 +9,13 @@ basic launcher) or use another launcher to run every job as its own program.
 What is packable (:data:`PACKABLE`): ``train.seed`` and ``train.num_seeds`` (the seeds are the
 member axis already), the optimizer values a member carries as traced arrays
 (``optim.learning_rate``, ``optim.weight_decay``, ``optim.grad_clip``, null included:
-:data:`rnnlab.train.HPARAMS`), and the ``logger`` group (each job keeps its own logger). Every
-other difference (cell, task, widths, sequence length, optimizer name or schedule, dropout,
-initialisers, forget-gate bias, steps, ...) makes separate groups, each group one program.
+:data:`rnnlab.train.HPARAMS`), the dropout rate ``model.dropout`` between jobs that all have
+dropout (each member carries its rate; 0 and 0.1 make two programs, 0.1 and 0.3 one), the cell
+fields that only initialisation reads (:data:`INIT_ONLY`: ``cell.forget_bias``,
+``cell.kernel_init``, ``cell.recurrent_init``, ``cell.bias_init``; each job's members start
+from its own cells' initialisers), and the ``logger`` group (each job keeps its own logger).
+Every other difference (cell, task, widths, sequence length, optimizer name or schedule,
+``cell.init_preset``, steps, ...) makes separate groups, each group one program.
 
 Each job of a group keeps everything an unpacked job has: its own run folder (config,
 ``metrics.jsonl``, ``summary.json``, gradients, checkpoints, ``run.log``), its own W&B run and
@@ -39,9 +43,15 @@ from rnnlab import jobs
 from rnnlab.checks import ConfigError
 from rnnlab.logging import flatten
 
+# cell fields read only when the parameters are initialised (never by a training step): each
+# job of a group initialises its members with its own cells (rnnlab.loop.fit_members' inits)
+INIT_ONLY = ("cell.forget_bias", "cell.kernel_init", "cell.recurrent_init", "cell.bias_init")
+# the model's dropout rate: packable between jobs that all have dropout (rate > 0), carried
+# by each member (rnnlab.train.DROPOUT); a job without dropout has no dropout layers
+DROPOUT_RATE = "model.dropout"
 # config keys whose values may differ between the jobs of one program (dotted prefixes)
 PACKABLE = ("train.seed", "train.num_seeds", "optim.learning_rate", "optim.weight_decay",
-            "optim.grad_clip", "logger")
+            "optim.grad_clip", "logger", *INIT_ONLY)
 
 
 def _packable(key: str) -> bool:
@@ -57,7 +67,14 @@ def pack_key(cfg: DictConfig) -> str:
         tree = OmegaConf.to_container(cfg, resolve=False)
     tree.pop("hydra", None)
     flat = {k: v for k, v in flatten(tree, sep=".").items() if not _packable(k)}
+    if DROPOUT_RATE in flat:  # a member carries its rate; only dropout or none is static
+        flat[DROPOUT_RATE] = _has_dropout(flat[DROPOUT_RATE])
     return json.dumps(flat, sort_keys=True, default=str)
+
+
+def _has_dropout(rate) -> Any:
+    """``rate > 0`` for a number; anything else as it is (refused later, job by job)."""
+    return rate > 0 if isinstance(rate, int | float) and not isinstance(rate, bool) else rate
 
 
 def group_jobs(cfgs: list[DictConfig], max_members: int | None = None) -> list[list[int]]:
@@ -155,6 +172,7 @@ def execute_packed(entries: list[tuple[DictConfig, Path, Any]]) -> list[Any]:
         try:
             with StopSignals() as stop:
                 results = fit_members(first.trainer, keys, parts, hparams=hparams,
+                                      inits=[run.trainer.init for _, run in group],
                                       sharding=member_sharding(first.cfg, members), stop=stop,
                                       **fit_options(first.cfg))
         except Exception as err:

@@ -591,6 +591,31 @@ def merge_directions(forward: jax.Array, backward: jax.Array, merge: str) -> jax
     raise ValueError(f"merge={merge!r} is not accepted; use one of {MERGES}")
 
 
+class Dropout(nn.Module):
+    """Inverted dropout (Srivastava et al. 2014, "Dropout: a simple way to prevent neural
+    networks from overfitting", JMLR 15): each element kept with probability ``1 - rate`` and
+    scaled by ``1 / (1 - rate)``. As ``flax.linen.Dropout`` (the same ``dropout`` RNG stream,
+    the same mask for the same key), except that the rate may be given per call as an array,
+    traced under ``vmap``: the rate of a packed sweep's member (:mod:`rnnlab.packing`).
+
+    Attributes:
+      rate: the rate used when the call gives none, in ``[0, 1)``.
+    """
+
+    rate: float
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, deterministic: bool, rate=None) -> jax.Array:
+        """``x`` with dropout (any shape); unchanged when ``deterministic``. ``rate``: a
+        scalar (float or array) replacing :attr:`rate`."""
+        if deterministic:
+            return x
+        rate = jnp.asarray(self.rate if rate is None else rate, jnp.float32)
+        keep = (1.0 - rate).astype(x.dtype)
+        mask = jax.random.bernoulli(self.make_rng("dropout"), keep, x.shape)
+        return jax.lax.select(mask, x / keep, jnp.zeros_like(x))
+
+
 class RecurrentStack(nn.Module):
     """Stacked (optionally bidirectional) recurrent layers, dropout between layers.
 
@@ -615,9 +640,12 @@ class RecurrentStack(nn.Module):
     bptt: str = "auto"
 
     @nn.compact
-    def __call__(self, x_BxTxD, seq_lengths_B=None, *, deterministic: bool = True):
+    def __call__(self, x_BxTxD, seq_lengths_B=None, *, deterministic: bool = True,
+                 dropout_rate=None):
         """Returns ``(y_BxTxH', final_carries)``: ``H'`` is the last width (doubled with
-        ``concat``); ``final_carries[i]`` is a carry, or ``(forward, backward)`` carries."""
+        ``concat``); ``final_carries[i]`` is a carry, or ``(forward, backward)`` carries.
+        ``dropout_rate`` (a scalar, may be traced) replaces :attr:`dropout` where dropout
+        applies (``dropout > 0``)."""
         if not self.cells:
             raise ValueError("RecurrentStack needs at least one cell; got cells=()")
         if self.merge not in MERGES:
@@ -630,7 +658,8 @@ class RecurrentStack(nn.Module):
         carries = []
         for i, cell in enumerate(self.cells):
             if i > 0 and self.dropout > 0:
-                x_BxTxD = nn.Dropout(self.dropout)(x_BxTxD, deterministic=deterministic)
+                x_BxTxD = Dropout(self.dropout)(x_BxTxD, deterministic=deterministic,
+                                                rate=dropout_rate)
             y, carry = Recurrent(cell, name=f"layer_{i}", **opts)(x_BxTxD, seq_lengths_B)
             if self.bidirectional:
                 y_rev, carry_rev = Recurrent(cell, reverse=True, name=f"layer_{i}_reverse",

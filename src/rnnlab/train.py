@@ -48,6 +48,8 @@ LEARNING_RATE = "learning_rate"
 # the optimizer values a member carries as traced arrays (TrainState.hparams); jobs of a sweep
 # that differ only in these (and in train.seed/num_seeds) can train as one program
 HPARAMS = ("learning_rate", "weight_decay", "grad_clip")
+# carried too when the model has dropout (model.dropout > 0): the member's dropout rate
+DROPOUT = "dropout"
 
 EVAL_STREAM = 1  # fold_in ids separating the key streams of one seed
 PROBE_STREAM = 2
@@ -59,7 +61,7 @@ class TrainState(NamedTuple):
     opt_state: Any
     key: jax.Array  # training stream: split before every use
     eval_key: jax.Array  # fixed: the same held-out batch at every evaluation
-    hparams: Any = None  # {name: float32 scalar} for HPARAMS: this member's optimizer values
+    hparams: Any = None  # {name: float32 scalar}: this member's HPARAMS (and DROPOUT rate)
 
 
 def _options(node) -> dict[str, Any]:
@@ -248,8 +250,13 @@ class Trainer:
 
     @property
     def hparams(self) -> dict[str, float]:
-        """The config's values of :data:`HPARAMS` (what :meth:`init` uses by default)."""
-        return member_hparams(self.optim_config)
+        """The config's values of :data:`HPARAMS`, and the dropout rate (:data:`DROPOUT`)
+        when the model has dropout: what :meth:`init` uses by default, and what a member
+        carries in ``TrainState.hparams``."""
+        values = member_hparams(self.optim_config)
+        if self.model.dropout > 0:
+            values[DROPOUT] = float(self.model.dropout)
+        return values
 
     @property
     def optim_config(self):
@@ -263,32 +270,37 @@ class Trainer:
         return build_optimizer(self.optim_config, self.steps, hparams)
 
     def init(self, key: jax.Array, hparams: dict | None = None) -> TrainState:
-        """A member's first state; ``hparams`` ({name: scalar} for :data:`HPARAMS`): its
-        optimizer values, default the config's (:attr:`hparams`)."""
+        """A member's first state; ``hparams`` ({name: scalar} for the keys of
+        :attr:`hparams`): its optimizer values (and dropout rate), default the config's."""
         k_params, k_train, k_eval, k_sample = jax.random.split(key, 4)
         batch = self.task.sample(k_sample, 2)
         params = self.model.init(k_params, batch.x, batch.seq_lengths)["params"]
         values = self.hparams if hparams is None else hparams
-        hp = {k: jnp.asarray(values[k], jnp.float32) for k in HPARAMS}
+        hp = {k: jnp.asarray(values[k], jnp.float32) for k in self.hparams}
         tx, _ = self.optimizer(hp)
         with jax.numpy_dtype_promotion("standard"):
             opt_state = tx.init(params)
         return TrainState(jnp.zeros((), jnp.int32), params, opt_state, k_train, k_eval, hp)
 
-    def apply(self, params, batch: Batch, *, dropout_key=None, probes=None):
+    def apply(self, params, batch: Batch, *, dropout_key=None, probes=None,
+              dropout_rate=None):
+        """The model's outputs for ``batch``; dropout only with ``dropout_key``, at
+        ``dropout_rate`` (a member's traced rate; default the model's)."""
         variables = {"params": params}
         if probes is not None:
             variables["probes"] = probes
         rngs = None if dropout_key is None else {"dropout": dropout_key}
         return self.model.apply(variables, batch.x, batch.seq_lengths,
-                                deterministic=dropout_key is None, rngs=rngs)
+                                deterministic=dropout_key is None, rngs=rngs,
+                                dropout_rate=dropout_rate)
 
     def train_step(self, state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
         key, k_batch, k_dropout = jax.random.split(state.key, 3)
         batch = self.task.sample(k_batch, self.batch_size)
 
         def loss_fn(params):
-            out = self.apply(params, batch, dropout_key=k_dropout)
+            out = self.apply(params, batch, dropout_key=k_dropout,
+                             dropout_rate=(state.hparams or {}).get(DROPOUT))
             return self.task.loss(out, batch)
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
