@@ -185,11 +185,12 @@ class RnnlabRegressor(nn.Module):
     unroll: int = 1
     projection: str = "auto"
     bptt: str | None = None  # None: the installed rnnlab's default (or no such option)
+    remat: bool = False
 
     @nn.compact
     def __call__(self, x_BxTxD):
         opts = {} if self.bptt is None else {"bptt": self.bptt}
-        _, carries = RecurrentStack((self.cell,), unroll=self.unroll,
+        _, carries = RecurrentStack((self.cell,), unroll=self.unroll, remat=self.remat,
                                     projection=self.projection, **opts)(x_BxTxD)
         return nn.Dense(OUT_FEATURES)(carries[-1].h)
 
@@ -282,9 +283,9 @@ def chunked(step_v, groups: int):
 
 
 def rnnlab_model(cell: str, shape: Shape, unroll: int, bptt: str | None,
-                 projection: str = "auto") -> nn.Module:
+                 projection: str = "auto", remat: bool = False) -> nn.Module:
     return RnnlabRegressor(RNNLAB_CELLS[cell](hidden_size=shape.H), unroll=unroll, bptt=bptt,
-                           projection=projection)
+                           projection=projection, remat=remat)
 
 
 def torch_train_step(torch, cell: str, shape: Shape, device: str) -> Callable[[], None]:
@@ -548,12 +549,15 @@ TRAIN_KEYS = ["shape", "cell", "rnnlab_ms", "fused_ms", "autodiff_ms", "fused/au
 def bench_members(shape: Shape, cells: list[str], sizes: list[int], args) -> list[dict]:
     """The rnnlab step vmapped over each S, and at the largest S also with the other input
     projection (``hoisted`` on CPU: the input product and its weight gradient leave the loop)
-    and, when available, with each ``bptt`` path."""
+    and, when available, with each ``bptt`` path, and with ``remat``."""
     steps = {}
     other = "hoisted" if resolve_projection("auto") == "in_scan" else "in_scan"
     variants = [] if args.quick else [("projection", other, {"projection": other})]
     variants += [("chunk", 2, {"chunk": 2})]
     variants += [("bptt", b, {"bptt": b}) for b in (("fused", "autodiff") if HAS_BPTT else ())]
+    # the backward pass from the carries alone (the forward loop keeps no products): the
+    # working set per member shrinks, one more recurrent product per step
+    variants += [("remat", True, {"remat": True})]
     big = max(sizes)
     for cell in cells:
         model = rnnlab_model(cell, shape, args.unroll, None)
