@@ -90,6 +90,10 @@ CLI_CASES = [
                                         "joblib", "submitit_slurm"]),
     (["-m", "hydra/sweeper=optuna_tpe"], ["hydra/sweeper=optuna_tpe", "no such sweeper",
                                           "optuna"]),
+    # Hydra's modes, one per call (Hydra itself raised a bare ValueError)
+    (["-m", "--cfg", "job", "cell=lstm,gru"], ["--multirun and --cfg", "cannot be combined",
+                                               "--cfg job cell=lstm"]),
+    (["--info", "--cfg=hydra"], ["--info and --cfg", "cannot be combined"]),
 ]
 
 SMALL = ["train.steps=2", "train.log_every=2", "logger.progress=false",

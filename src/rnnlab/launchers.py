@@ -89,6 +89,31 @@ def options(group: str) -> list[str]:
     return sorted(names)
 
 
+# Hydra's command-line modes: at most one per call (Hydra raises a bare ValueError otherwise)
+MODES = {"--run": "--run", "-r": "--run", "--multirun": "--multirun", "-m": "--multirun",
+         "--cfg": "--cfg", "-c": "--cfg", "--info": "--info", "-i": "--info",
+         "--shell-completion": "--shell-completion", "-sc": "--shell-completion"}
+
+
+def check_modes(args: list[str]) -> str | None:
+    """The error for command-line arguments ``args`` that ask Hydra for more than one mode
+    (:data:`MODES`, e.g. ``-m --cfg job``), naming them and what to run instead; None when
+    there is at most one. Writes nothing."""
+    given = []
+    for arg in args:
+        mode = MODES.get(arg.split("=", 1)[0])
+        if mode is not None and mode not in given:
+            given.append(mode)
+    if len(given) < 2:
+        return None
+    hint = ""
+    if "--multirun" in given and "--cfg" in given:
+        hint = ("; to see one job's config, drop -m and give one value per key "
+                "(python -m rnnlab.run --cfg job cell=lstm)")
+    return (f"{' and '.join(given)} cannot be combined: Hydra runs one of --run, --multirun, "
+            f"--cfg, --info and --shell-completion per call{hint}")
+
+
 def check_overrides(args: list[str]) -> str | None:
     """The error for a ``hydra/launcher=NAME`` or ``hydra/sweeper=NAME`` among the command-line
     arguments ``args`` that cannot run: an unknown NAME (the message lists the choices), or a

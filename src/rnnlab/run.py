@@ -34,7 +34,7 @@ from rnnlab import jobs
 from rnnlab.checks import ConfigError
 from rnnlab.config import config_dir, register_configs
 from rnnlab.jobs import console_to_run_log
-from rnnlab.launchers import check_overrides
+from rnnlab.launchers import check_modes, check_overrides
 from rnnlab.loop import Interrupted, execute, summary_line
 
 register_configs()
@@ -86,7 +86,8 @@ def _job(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     jobs.reset()
-    refused = check_overrides(sys.argv[1:])  # before Hydra: its message for these is long
+    # before Hydra: its messages for these are long, or a traceback
+    refused = check_modes(sys.argv[1:]) or check_overrides(sys.argv[1:])
     if refused:
         print(f"[rnnlab] error: {refused}", file=sys.stderr)
         sys.exit(jobs.EXIT_BAD_INPUT)
