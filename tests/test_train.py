@@ -148,3 +148,22 @@ def test_gradient_measurements_must_fall_on_chunk_boundaries():
     with pytest.raises(ValueError, match=r"gradients.every=6 must be a multiple of "
                                          r"train.log_every=4"):
         train.make_train(cfg)
+
+
+def test_an_early_stopped_run_measures_gradients_at_its_last_step(tmp_path):
+    """gradients.every=0 measures at initialisation and at the end; a run that stops early
+    (a learning rate too small to change the held-out loss: no improvement in two
+    evaluations, patience 2) ends at step 4 of 8, and its last measurement is at step 4,
+    where it stopped."""
+    from rnnlab.config import compose
+    from rnnlab.loop import execute
+
+    cfg = compose([*TINY, "train.steps=8", "gradients.enabled=true", "gradients.every=0",
+                   "gradients.batch_size=4", "train.early_stopping_patience=2",
+                   "optim.learning_rate=1e-30", "logger.progress=false", "logger.plots=false",
+                   "logger.wandb.mode=disabled", "train.compilation_cache=null",
+                   "train.checkpoint_every=0"])
+    summary = execute(cfg, tmp_path / "run")
+    assert summary["steps_run"] == 4
+    with np.load(tmp_path / "run" / "gradients.npz") as f:
+        assert f["steps"].tolist() == [0, 4]

@@ -358,9 +358,6 @@ def fit_members(trainer: Trainer, keys: jax.Array, parts: list[Part], *,
                         f"({'; '.join(rules)}; train losses {tm_b[LOSS].tolist()}); lower "
                         f"optim.learning_rate or set optim.grad_clip")
                     continue
-                if probe_now:
-                    g = _host(probe(state)) if g is None else g
-                    logger.log_gradients(step, b.take(g), seeds)
                 if patience is not None:
                     better = b.alive & (ev_b[LOSS] < b.best_loss)
                     improved[b.rows] = better
@@ -369,6 +366,10 @@ def fit_members(trainer: Trainer, keys: jax.Array, parts: list[Part], *,
                     b.since_best = np.where(better, 0, b.since_best + 1)
                     if np.all(b.since_best[b.alive] >= patience):
                         b.stopped_early = True
+                # the last step a part trains gets a measurement, early stop included
+                if probe_now or (gradients_every is not None and b.stopped_early):
+                    g = _host(probe(state)) if g is None else g
+                    logger.log_gradients(step, b.take(g), seeds)
             if patience is not None and improved.any():
                 best_state = select(jnp.asarray(improved), state, best_state)
             if bar is not None:
