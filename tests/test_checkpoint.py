@@ -6,6 +6,7 @@ run uninterrupted (the reference, run beside it)."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -257,6 +258,28 @@ def test_compilation_cache_setting_reaches_jax(tmp_path):
         jax.config.update("jax_compilation_cache_dir", before)
 
 
+def test_a_run_resumed_before_an_unfinished_checkpoint_writes_that_step_again(tmp_path):
+    """A kill between orbax's commit and the manifest leaves step 20 unfinished; the run
+    resumes from step 10 and, reaching step 20 again, replaces it (orbax alone refuses a step
+    that exists)."""
+    trainer = make_train(compose(TINY))
+    keys = jax.vmap(jax.random.key)(np.arange(2))
+    state = jax.jit(jax.vmap(trainer.init))(keys)
+    ckpt = Checkpoints(tmp_path)
+    try:
+        ckpt.save(10, {"state": state}, {"loop": {}})
+        ckpt.save(20, {"state": state}, {"loop": {"mark": "first"}})
+        (tmp_path / "checkpoints" / "20" / "manifest.json").unlink()
+        like = {"state": jax.eval_shape(jax.vmap(trainer.init), keys)}
+        step, _, _ = ckpt.restore_latest(like)
+        assert step == 10
+        ckpt.save(20, {"state": state}, {"loop": {"mark": "again"}})
+        step, _, host = ckpt.restore_latest(like)
+        assert (step, host["loop"]["mark"]) == (20, "again")
+    finally:
+        ckpt.close()
+
+
 def test_a_resumed_run_keeps_its_wandb_run(tmp_path, monkeypatch):
     """The W&B run id is part of the logger's position in a checkpoint; the resumed run's sink
     reopens that run (offline here: no network)."""
@@ -275,4 +298,7 @@ def test_a_resumed_run_keeps_its_wandb_run(tmp_path, monkeypatch):
     finally:
         again.finish({"status": "ok"})
     runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2 and all(r.name.endswith(position["wandb_id"]) for r in runs)
+    # W&B names a run's folder offline-run-<time>-<id>, with "-1" added when the second run
+    # starts within the same second as the first
+    pattern = rf"offline-run-\d{{8}}_\d{{6}}-{position['wandb_id']}(-\d+)?"
+    assert len(runs) == 2 and all(re.fullmatch(pattern, r.name) for r in runs), runs

@@ -91,7 +91,11 @@ class Checkpoints:
         return sorted(self._manager.all_steps())
 
     def save(self, step: int, trees: dict[str, Any], host: dict[str, Any]) -> None:
+        """Writes the checkpoint of ``step``, replacing one already there: a run resumed from
+        an earlier checkpoint (the one at ``step`` unfinished, or damaged) writes it again."""
         ocp = self._ocp
+        if int(step) in self._manager.all_steps():
+            self._manager.delete(int(step))
         args = {name: ocp.args.StandardSave(to_saveable(tree)) for name, tree in trees.items()}
         args["host"] = ocp.args.JsonSave({**host, "layout": LAYOUT, "step": int(step)})
         self._manager.save(int(step), args=ocp.args.Composite(**args), force=True)
