@@ -62,27 +62,35 @@ def runs(tmp_path_factory):
         with jax.log_compiles(True):
             for k in ("a", "b"):
                 execute(cfgs[k], root / f"alone_{k}")
-            alone, compiled.count = compiled.count, 0
+            alone, compiled.count, compiled.inits = compiled.count, 0, 0
             outcome = packing.execute_packed([(cfgs[k], root / f"packed_{k}",
                                                build(cfgs[k])) for k in JOBS])
     finally:
         logging.getLogger("jax").removeHandler(compiled)
-    return root, cfgs, dict(zip(JOBS, outcome, strict=True)), (alone, compiled.count)
+    return (root, cfgs, dict(zip(JOBS, outcome, strict=True)),
+            (alone, compiled.count, compiled.inits))
 
 
 class _CountChunkCompiles(logging.Handler):
-    """Counts XLA compilations of the training chunk (``jax.log_compiles``' messages)."""
+    """Counts XLA compilations of the training chunk and of the initialisation
+    (``jax.log_compiles``' messages)."""
 
     count = 0
+    inits = 0
 
     def emit(self, record):
         if record.getMessage().startswith("Finished XLA compilation of jit(run_chunk)"):
             self.count += 1
+        if record.getMessage().startswith("Finished XLA compilation of jit(init)"):
+            self.inits += 1
 
 
 def test_a_packed_group_compiles_its_training_chunk_once(runs):
-    *_, (alone, packed) = runs
+    *_, (alone, packed, inits) = runs
     assert (alone, packed) == (2, 1)  # two jobs alone: two programs; three packed: one
+    # a and c initialise alike (their dropout rates differ, which init does not read); b has
+    # its own initialisers
+    assert inits == 2
 
 
 def test_packed_members_match_separate_runs(runs):

@@ -211,6 +211,12 @@ def fit(trainer: Trainer, keys: jax.Array, logger: Logger, seeds: list[int], *,
     return out
 
 
+def _same_init(a: Trainer, b: Trainer) -> bool:
+    """Whether two trainers initialise alike: the same task and the same model up to its
+    dropout rate (read only in training steps; the members carry their own)."""
+    return a.task == b.task and a.model.clone(dropout=0.0) == b.model.clone(dropout=0.0)
+
+
 def _init_parts(init, default, inits: list, parts: list[Part], keys: jax.Array,
                 hparams: dict | None):
     """The members' first states, each part's from its own ``inits`` entry (``init``, the
@@ -225,8 +231,8 @@ def _init_parts(init, default, inits: list, parts: list[Part], keys: jax.Array,
         stop = start + len(part.seeds)
         hp = None if hparams is None else {k: v[start:stop] for k, v in hparams.items()}
         owner = getattr(fn, "__self__", None)
-        if fn == default or (isinstance(owner, Trainer) and owner.model == default.__self__.model
-                             and owner.task == default.__self__.task):
+        if fn == default or (isinstance(owner, Trainer)
+                             and _same_init(owner, default.__self__)):
             run = init  # the same initialisation: compiled once
         else:
             run = compiled.setdefault(fn, jax.jit(jax.vmap(fn)))
