@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
 
 from rnnlab.config import compose
 from rnnlab.loop import execute
@@ -215,3 +216,32 @@ def test_runs_started_together_get_their_own_folders(tmp_path):
         assert len(df) == 2 * (1 + 2 * 2)
         assert f"length: {length}" in (run / "config.yaml").read_text()
     assert lengths == {5, 7}
+
+
+def test_each_job_end_rewrites_the_sweep_tables(tmp_path):
+    """A sweep that never reaches its end (a worker killed) keeps the table of the jobs done
+    so far: every job's end rewrites sweep.csv/sweep.md from the job folders, the ones still
+    running marked so; a single run writes no sweep table."""
+    from hydra.types import RunMode
+
+    from rnnlab.jobs import RunCallback
+
+    done, running = tmp_path / "0_copy_rnn", tmp_path / "1_copy_rnn"
+    for job, override in ((done, "cell.hidden_size=8"), (running, "cell.hidden_size=16")):
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(f"- {override}\n")
+    (done / "summary.json").write_text(json.dumps({
+        "status": "ok", "seeds": [0, 1], "main_metric": {"name": "accuracy"},
+        "final": {"accuracy": {"mean": 0.75, "std": 0.05}}}))
+    single = OmegaConf.create({"hydra": {"mode": RunMode.RUN, "sweep": {"dir": str(tmp_path)}}})
+    RunCallback().on_job_end(single)
+    assert not (tmp_path / "sweep.csv").exists()
+    sweep = OmegaConf.create({"hydra": {"mode": RunMode.MULTIRUN,
+                                        "sweep": {"dir": str(tmp_path)}}})
+    RunCallback().on_job_end(sweep)
+    table = pd.read_csv(tmp_path / "sweep.csv").set_index("job")
+    assert table.loc["0_copy_rnn", "status"] == "ok"
+    assert table.loc["0_copy_rnn", "mean"] == pytest.approx(0.75)
+    assert table.loc["1_copy_rnn", "status"] == "running"
+    assert "2 jobs" in (tmp_path / "sweep.md").read_text()
+    assert not list(tmp_path.glob(".sweep.*.tmp"))  # written whole, then renamed

@@ -11,6 +11,9 @@ one run per run folder, and the sweep's outcome at the end.
   (one row per job: status, error, main metric mean ± std over seeds, run folder) into the
   sweep folder, prints the failed jobs, and makes the command exit with status 1 when any job
   failed. It reads the jobs' ``summary.json`` files, so it works with any Hydra launcher.
+  Every job's end (``on_job_end``, in the job's own process) rewrites them too, so a sweep that
+  never reaches its end (a worker killed, the launcher aborted) keeps the table of the jobs
+  done so far (those still running: ``running``).
 
 ``HYDRA_FULL_ERROR=1`` shows the Python traceback of a failure instead of the one-line message.
 """
@@ -276,6 +279,21 @@ class RunCallback(Callback):
         except ConfigError:
             pass  # each job reports it
 
+    def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
+        """In a sweep: the sweep's tables as they stand after this job (see the module
+        docstring). Never fails the job: a table that cannot be written is a warning."""
+        from hydra.types import RunMode
+
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            write_sweep_summary(sweep_dir)
+        except Exception as err:  # another job's folder half-written, a full disk, ...
+            print(f"[rnnlab] warning: the sweep's tables in {sweep_dir} were not updated "
+                  f"after this job ({type(err).__name__}: {err}); they are written again at "
+                  f"the end of the sweep", file=sys.stderr)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = sweep_rows(sweep_dir)
@@ -344,7 +362,7 @@ def write_sweep_summary(sweep_dir: Path, rows: list[dict[str, Any]] | None = Non
     rows = sweep_rows(sweep_dir) if rows is None else rows
     df = pd.DataFrame(rows, columns=["job", "status", "metric", "mean", "std", "seeds",
                                      "diverged_seeds", "overrides", "error", "run_dir"])
-    df.to_csv(sweep_dir / "sweep.csv", index=False)
+    _write_whole(sweep_dir / "sweep.csv", df.to_csv(index=False))
     split = [r["overrides"].split() for r in rows]
     common = set.intersection(*map(set, split)) if split else set()
     lines = [f"# Sweep {sweep_dir.name}", "",
@@ -367,7 +385,15 @@ def write_sweep_summary(sweep_dir: Path, rows: list[dict[str, Any]] | None = Non
         lines += ["", "## Jobs not ok", ""]
         lines += [f"- `{r['job']}` ({r['status']}): {r['error'] or 'no summary.json yet'} — "
                   f"`{r['run_dir']}`" for r in bad]
-    (sweep_dir / "sweep.md").write_text("\n".join(lines) + "\n")
+    _write_whole(sweep_dir / "sweep.md", "\n".join(lines) + "\n")
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """``text`` into ``path`` through a file of this process's own, then renamed: a reader (or
+    another job's process writing the same table) never sees half of it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def record_failed_job(run_dir: Path, err: Exception) -> None:
