@@ -183,3 +183,33 @@ def test_task_tables_split_by_options_that_differ():
     titles = {title: len(rows) for title, rows in report._task_variants(df)}
     # length alone never splits a table (it is the T column); other options do
     assert titles == {"copy": 1, "timed_spikes (mode=gts)": 2, "timed_spikes (mode=msd)": 1}
+
+
+def test_figure_lines_keep_the_variants_of_one_cell_apart(tmp_path):
+    """Two LSTM variants over two lengths: the metric-vs-length figure draws one line per
+    variant (two points each), not one line for the cell that zig-zags between them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    rows = [{"task": "adding", "status": "ok", "cell": "lstm", "T": T, "sweep": "s",
+             "overrides": f"cell=lstm cell.variant={v} task.length={T}",
+             "mse_mean": m, "mse_std": 0.01}
+            for v, ms in (("vanilla", (0.01, 0.02)), ("cifg", (0.05, 0.09)))
+            for T, m in zip((10, 30), ms, strict=True)]
+    df = pd.DataFrame(rows)
+    labels = report.line_labels(df)
+    assert sorted(set(labels)) == ["lstm (cell.variant=cifg)", "lstm (cell.variant=vanilla)"]
+    drawn = {}
+    original = report.plt.Axes.errorbar
+
+    def spy(ax, x, y, *args, label=None, **kwargs):
+        drawn[label] = list(y)
+        return original(ax, x, y, *args, label=label, **kwargs)
+
+    report.plt.Axes.errorbar = spy
+    try:
+        assert report.metric_vs_length_figure(df, "adding", tmp_path / "f.png", "mse")
+    finally:
+        report.plt.Axes.errorbar = original
+    assert drawn == {"lstm (cell.variant=cifg)": [0.05, 0.09],
+                     "lstm (cell.variant=vanilla)": [0.01, 0.02]}

@@ -479,27 +479,37 @@ def markdown(df: pd.DataFrame, figures: dict[str, str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def line_labels(runs: pd.DataFrame) -> pd.Series:
+    """One label per run for a figure's lines across sequence lengths: the cell, with the
+    settings that tell its runs apart besides T (:func:`run_labels`: e.g. two LSTM variants
+    of one sweep get two lines, not one line zig-zagging between them)."""
+    ids = run_labels(runs)
+    extra = (ids["sweep"].astype(str) + " " + ids["settings"].astype(str)).str.strip()
+    return runs["cell"].astype(str) + extra.map(lambda e: f" ({e})" if e else "")
+
+
 def gradient_flow_figure(df: pd.DataFrame, task: str, path: Path, layer: str = "layer_0/h"):
-    """log ||dL/dh_t|| vs t per cell, at init (left) and after training (right)."""
+    """log ||dL/dh_t|| vs t per cell (and setting: :func:`line_labels`), at init (left) and
+    after training (right)."""
     runs = df[(df["task"] == task) & (df["status"] == "ok")]
     curves = []
-    for _, r in runs.iterrows():
+    labels = line_labels(runs) if len(runs) else pd.Series(dtype=object)
+    for i, r in runs.iterrows():
         g = read_gradients(r["run"])
         if g is None or f"{layer}/mean" not in g:
             continue
-        curves.append((r, g))
+        curves.append((labels[i], r, g))
     if not curves:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    colors = {c: plt.get_cmap("tab10")(i) for i, c in enumerate(sorted(runs["cell"].unique()))}
+    colors = {c: plt.get_cmap("tab10")(i % 10) for i, c in enumerate(sorted(labels.unique()))}
     zeros = 0
-    for r, g in curves:
+    for lab, r, g in curves:
         mean = g[f"{layer}/mean"]
         for ax, m, when in ((axes[0], 0, "initialisation"), (axes[1], -1, "after training")):
             with np.errstate(all="ignore"):
                 y_T = np.nanmean(mean[m], axis=0)
-            zeros += log_curve(ax, y_T, colors[r["cell"]], lw=1.3,
-                               label=f"{r['cell']} (T={_length(r)})")
+            zeros += log_curve(ax, y_T, colors[lab], lw=1.3, label=f"{lab} (T={_length(r)})")
             ax.set_title(f"{task}: {when} (step {int(g['steps'][m])})", fontsize=9)
     for ax in axes:
         ax.set_yscale("log")
@@ -523,10 +533,10 @@ def metric_vs_length_figure(df: pd.DataFrame, task: str, path: Path, metric: str
     if runs["T"].nunique() < 2 or f"{metric}_mean" not in runs:
         return False
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for cell, g in runs.groupby("cell"):
+    for label, g in runs.groupby(line_labels(runs)):
         g = g.sort_values("T")
         ax.errorbar(g["T"], g[f"{metric}_mean"], yerr=g[f"{metric}_std"],
-                    marker="o", capsize=3, label=cell)
+                    marker="o", capsize=3, label=label)
     if f"baseline_{metric}" in runs:
         b = runs.sort_values("T")
         ax.plot(b["T"], b[f"baseline_{metric}"], "k--", label="baseline")
