@@ -177,16 +177,22 @@ def test_broken_checkpoints_fall_back_then_refuse(runs, tmp_path):
     assert str(run / "checkpoints") in err
 
 
-def test_checkpoint_of_another_layout_is_refused(tmp_path):
-    from rnnlab import checkpoint
-
+def _two_seed_state(tmp_path):
+    """A tiny trainer's first state for two seeds, its shapes (``like``), and an empty
+    :class:`Checkpoints` in ``tmp_path``."""
     trainer = make_train(compose(TINY))
     keys = jax.vmap(jax.random.key)(np.arange(2))
     state = jax.jit(jax.vmap(trainer.init))(keys)
-    ckpt = Checkpoints(tmp_path)
+    like = {"state": jax.eval_shape(jax.vmap(trainer.init), keys)}
+    return state, like, keys, Checkpoints(tmp_path)
+
+
+def test_checkpoint_of_another_layout_is_refused(tmp_path):
+    from rnnlab import checkpoint
+
+    state, like, keys, ckpt = _two_seed_state(tmp_path)
     try:
         ckpt.save(10, {"state": state}, {"loop": {}})
-        like = {"state": jax.eval_shape(jax.vmap(trainer.init), keys)}
         trees, host = ckpt.restore(10, like)
         jax.tree.map(np.testing.assert_array_equal, trees["state"].params, state.params)
         assert host["layout"] == checkpoint.LAYOUT
@@ -262,15 +268,11 @@ def test_a_run_resumed_before_an_unfinished_checkpoint_writes_that_step_again(tm
     """A kill between orbax's commit and the manifest leaves step 20 unfinished; the run
     resumes from step 10 and, reaching step 20 again, replaces it (orbax alone refuses a step
     that exists)."""
-    trainer = make_train(compose(TINY))
-    keys = jax.vmap(jax.random.key)(np.arange(2))
-    state = jax.jit(jax.vmap(trainer.init))(keys)
-    ckpt = Checkpoints(tmp_path)
+    state, like, _, ckpt = _two_seed_state(tmp_path)
     try:
         ckpt.save(10, {"state": state}, {"loop": {}})
         ckpt.save(20, {"state": state}, {"loop": {"mark": "first"}})
         (tmp_path / "checkpoints" / "20" / "manifest.json").unlink()
-        like = {"state": jax.eval_shape(jax.vmap(trainer.init), keys)}
         step, _, _ = ckpt.restore_latest(like)
         assert step == 10
         ckpt.save(20, {"state": state}, {"loop": {"mark": "again"}})
