@@ -235,7 +235,9 @@ def _init_parts(init, default, inits: list, parts: list[Part], keys: jax.Array,
                              and _same_init(owner, default.__self__)):
             run = init  # the same initialisation: compiled once
         else:
-            run = compiled.setdefault(fn, jax.jit(jax.vmap(fn)))
+            if fn not in compiled:
+                compiled[fn] = jax.jit(jax.vmap(fn))
+            run = compiled[fn]
         states.append(run(keys[start:stop]) if hp is None else run(keys[start:stop], hp))
         start = stop
     want = jax.tree.map(lambda v: (v.shape[1:], v.dtype), states[0])

@@ -220,22 +220,17 @@ def _weight_gradients(cell: Cell, h_prev_TxBxH, xs_TxBxD, dhr_TxBxG, dxp_TxBxG, 
             rows_KxN = jax.lax.optimization_barrier(rows_KxN)
         return cell.matmul(rows_KxN, d_TxBxG.reshape(T * B, -1))
 
-    out = {}
-    if xs_TxBxD is not None and dxp_TxBxG is dhr_TxBxG:
-        D = xs_TxBxD.shape[-1]
-        ones = jnp.ones((T, B, 1), dt)
-        prod = rows_product((h_prev_TxBxH, xs_TxBxD, ones), dhr_TxBxG)
-        dU, dW, db = prod[:H], prod[H:H + D], prod[H + D]
+    x_rows = () if xs_TxBxD is None else (xs_TxBxD, jnp.ones((T, B, 1), dt))  # x_t, 1
+    if x_rows and dxp_TxBxG is dhr_TxBxG:
+        prod = rows_product((h_prev_TxBxH, *x_rows), dhr_TxBxG)
+        dU, dWb = prod[:H], prod[H:]
     else:
         dU = rows_product((h_prev_TxBxH,), dhr_TxBxG)
-        if xs_TxBxD is not None:
-            ones = jnp.ones((T, B, 1), dt)
-            prod = rows_product((xs_TxBxD, ones), dxp_TxBxG)
-            dW, db = prod[:-1], prod[-1]
-    out["recurrent_kernel"] = dU.astype(params["recurrent_kernel"].dtype)
-    if xs_TxBxD is not None:
-        out["kernel"] = dW.astype(params["kernel"].dtype)
-        out["bias"] = db.astype(params["bias"].dtype)
+        dWb = rows_product(x_rows, dxp_TxBxG) if x_rows else None
+    out = {"recurrent_kernel": dU.astype(params["recurrent_kernel"].dtype)}
+    if dWb is not None:
+        out["kernel"] = dWb[:-1].astype(params["kernel"].dtype)
+        out["bias"] = dWb[-1].astype(params["bias"].dtype)
     return out
 
 

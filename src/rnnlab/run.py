@@ -16,8 +16,9 @@ job records its error in its run folder, and the sweep folder gets ``sweep.csv``
 
 Sweeps run with any Hydra launcher or sweeper preset (``hydra/launcher=joblib``,
 ``submitit_local``, ``submitit_slurm``, ``hydra/sweeper=optuna``; see :mod:`rnnlab.launchers`).
-``hydra/launcher=packed`` trains the jobs that differ only in seeds, learning rate, weight
-decay or clipping as the members of one program (:mod:`rnnlab.packing`).
+``hydra/launcher=packed`` trains the jobs that differ only in packable values (seeds,
+optimizer values, dropout rate, initialisers: :data:`rnnlab.packing.PACKABLE`) as the members
+of one program (:mod:`rnnlab.packing`).
 An unknown one, or one whose plugin is not installed, is refused before Hydra runs (status 2).
 The value a job returns, its task's main held-out metric (mean over seeds; None when the job
 failed), is the objective of the Optuna sweeper.
