@@ -167,3 +167,25 @@ def test_an_early_stopped_run_measures_gradients_at_its_last_step(tmp_path):
     assert summary["steps_run"] == 4
     with np.load(tmp_path / "run" / "gradients.npz") as f:
         assert f["steps"].tolist() == [0, 4]
+
+
+def test_rarely_run_programs_compile_light_with_the_same_outputs():
+    """rnnlab.loop compiles init, evaluate and the gradient probe at LLVM optimisation level 1
+    on the CPU (half the compile time): their outputs must be bitwise those of XLA's default
+    level (3), here for an LSTM on the adding task, orthogonal init (QR) included."""
+    from rnnlab import loop
+
+    cfg = config.compose(["task=adding", "task.length=6", "cell.hidden_size=8",
+                          "train.num_seeds=2", "train.batch_size=4", "train.eval_batch_size=8",
+                          "train.steps=2", "train.log_every=2", "gradients.batch_size=4"])
+    trainer = train.make_train(cfg)
+    keys = train.seed_keys(cfg)
+    full = {"xla_backend_optimization_level": 3, "xla_llvm_disable_expensive_passes": False}
+    outputs = []
+    for options in (loop.LIGHT_COMPILE, full):
+        def jit(fn, options=options):
+            return jax.jit(jax.vmap(fn), compiler_options=options)
+        state = jit(trainer.init)(keys)
+        outputs.append((state, jit(trainer.evaluate)(state), jit(trainer.probe)(state)))
+    jax.tree.map(lambda u, v: np.testing.assert_array_equal(as_numpy(u), as_numpy(v)),
+                 *outputs)
