@@ -36,11 +36,12 @@ def _host(tree) -> dict:
 
 
 # XLA options for the programs a run calls rarely (initialisation, evaluation, gradient probe)
-# on the CPU: LLVM's optimisation level 1 instead of XLA's default. Measured on a 2-core CPU
-# (docs/benchmarks.md, "Compile once per shape"): their compile times about halve (adding task,
-# LSTM 128: init 1.44 -> 0.76 s, evaluation 0.98 -> 0.51 s, probe 1.38 -> 0.75 s), their run
-# times stay within noise, and their outputs are bitwise the same. The training chunk keeps the
-# default: at level 1 it compiles in 0.65x the time but the GRU's step ran 1.06x slower.
+# on the CPU: LLVM's optimisation level 1 instead of XLA's default (3). Measured on a 2-core CPU
+# by scripts/bench_compile_level.py (docs/benchmarks.md, "Compile once per shape"): their
+# compile times drop to 0.71-0.83x (adding task, LSTM and GRU 128: about 0.7 s of a cold run),
+# their run times stay within noise (0.93-1.02x) and their outputs are bitwise the same. The
+# training chunk keeps the default: it runs at every step, and its times at level 1 were within
+# the noise either way (0.94-1.06x in two measurements).
 LIGHT_COMPILE = {"xla_backend_optimization_level": 1}
 
 
