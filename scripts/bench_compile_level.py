@@ -59,8 +59,8 @@ def main(argv=None) -> None:
     rows = []
     print(f"backend {jax.default_backend()}, jax {jax.__version__}; "
           f"light = {loop.LIGHT_COMPILE}; overrides {DEFAULT + list(args.overrides)}")
-    print(f"| program | compile s (default) | compile s (light) | light/default compile "
-          f"| run ms (default) | run ms (light) | light/default run | bitwise |")
+    print("| program | compile s (default) | compile s (light) | light/default compile "
+          "| run ms (default) | run ms (light) | light/default run | bitwise |")
     print("|---|---|---|---|---|---|---|---|")
     for name, (fn, arg) in programs.items():
         lowered = jax.jit(jax.vmap(fn)).lower(arg)
