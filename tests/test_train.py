@@ -171,13 +171,14 @@ def test_an_early_stopped_run_measures_gradients_at_its_last_step(tmp_path):
 
 def test_rarely_run_programs_compile_light_with_the_same_outputs():
     """rnnlab.loop compiles init, evaluate and the gradient probe at LLVM optimisation level 1
-    on the CPU (half the compile time): their outputs must be bitwise those of XLA's default
-    level (3), here for an LSTM on the adding task, orthogonal init (QR) included."""
+    on the CPU (compile 0.7-0.8x): their outputs must be bitwise those of XLA's default level
+    (3), here for one LSTM seed on the adding task, orthogonal init (QR) included. (At level 0
+    they differ, so this can fail.)"""
     from rnnlab import loop
 
-    cfg = config.compose(["task=adding", "task.length=6", "cell.hidden_size=8",
-                          "train.num_seeds=2", "train.batch_size=4", "train.eval_batch_size=8",
-                          "train.steps=2", "train.log_every=2", "gradients.batch_size=4"])
+    cfg = config.compose(["task=adding", "task.length=4", "cell.hidden_size=4",
+                          "train.num_seeds=1", "train.batch_size=2", "train.eval_batch_size=2",
+                          "train.steps=2", "train.log_every=2", "gradients.batch_size=2"])
     trainer = train.make_train(cfg)
     keys = train.seed_keys(cfg)
     full = {"xla_backend_optimization_level": 3, "xla_llvm_disable_expensive_passes": False}
