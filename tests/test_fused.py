@@ -103,10 +103,11 @@ def test_bptt_mode_resolution_and_refusals():
     assert resolve_bptt("fused", LSTM(hidden_size=2)) == "fused"
     assert resolve_bptt("auto", MGU(hidden_size=2)) == "autodiff"
     on_cpu = backend_default("fused", "cpu")
-    assert on_cpu == ("LSTM", "SimpleRNN") and backend_default("fused", "tpu") == ()
-    if jax.default_backend() == "cpu":  # the LSTM family fuses, the GRU does not
+    assert on_cpu == ("LSTM", "GRU", "SimpleRNN") and backend_default("fused", "tpu") == ()
+    if jax.default_backend() == "cpu":  # the LSTM family and the GRU fuse; not the classic GRU
         assert resolve_bptt("auto", PeepholeLSTM(hidden_size=2)) == "fused"
-        assert resolve_bptt("auto", GRU(hidden_size=2)) == "autodiff"
+        assert resolve_bptt("auto", GRU(hidden_size=2)) == "fused"
+        assert resolve_bptt("auto", GRU(hidden_size=2, reset_after=False)) == "autodiff"
     assert not GRU(hidden_size=2, reset_after=False).fusable and GRU(hidden_size=2).fusable
     assert BACKEND_DEFAULTS["cpu"]["unroll"] == 1 and BACKEND_DEFAULTS["gpu"]["unroll"] == 8
     with pytest.raises(ValueError, match=r"bptt=fused needs a cell.*MGU"):

@@ -295,23 +295,54 @@ def _fused_backward(cell, reverse, unroll, remat, project_step, residuals, cotan
     pointwise = _pointwise(params)
     WU = _merged_kernel(cell, params, project_step) if remat else None
 
-    def body(acc, inputs):
-        dcarry, dpointwise = acc
-        x_t, mask_B, eps, dy_BxH, res = inputs
-        c_prev, products = res[0], res[1:]
-        if remat:  # recompute the products
-            products = _products(cell, *_step_products(cell, params, c_prev, x_t, project_step,
-                                                       WU))
+    def step_vjp(dcarry, dy_BxH, c_prev, products, mask_B, eps):
         update_vjp = _update_vjp(cell, pointwise, c_prev, *products, mask_B, eps)
         d_p, d_c, d_xp, d_hr, d_eps = update_vjp((dcarry, dy_BxH))
         # the only sequential matmul of the backward pass: dL/dh_{t-1} += dhr_t Uᵀ
         d_c = d_c._replace(h=d_c.h + cell.matmul(d_hr, U_HxG.T).astype(d_c.h.dtype))
-        return (d_c, jax.tree.map(jnp.add, dpointwise, d_p)), (d_xp, d_hr, d_eps)
+        return d_c, d_p, d_xp, d_hr, d_eps
 
     zeros = jax.tree.map(jnp.zeros_like, pointwise)
-    (dcarry0, dpointwise), (dxp_TxBxG, dhr_TxBxG, dprobe) = jax.lax.scan(
-        body, (dfinal, zeros), (xs_TxB, mask_TxB, probe, dy_TxBxH, saved),
-        reverse=not reverse, unroll=unroll)
+    if remat:  # recompute the products; their gradients leave the loop as its outputs
+        def body(acc, inputs):
+            dcarry, dpointwise = acc
+            x_t, mask_B, eps, dy_BxH, (c_prev,) = inputs
+            products = _products(cell, *_step_products(cell, params, c_prev, x_t, project_step,
+                                                       WU))
+            d_c, d_p, d_xp, d_hr, d_eps = step_vjp(dcarry, dy_BxH, c_prev, products, mask_B,
+                                                    eps)
+            return (d_c, jax.tree.map(jnp.add, dpointwise, d_p)), (d_xp, d_hr, d_eps)
+
+        (dcarry0, dpointwise), (dxp_TxBxG, dhr_TxBxG, dprobe) = jax.lax.scan(
+            body, (dfinal, zeros), (xs_TxB, mask_TxB, probe, dy_TxBxH, saved),
+            reverse=not reverse, unroll=unroll)
+    else:
+        # Step t's gradients of the products overwrite step t's saved products, which the
+        # loop has just read and never reads again: the loop carries the [T, B, G] arrays the
+        # forward loop filled instead of stacking outputs of its own, which XLA:CPU would
+        # allocate and fill with zeros first (the training step in 0.67-0.94x the time for the
+        # LSTM, 0.68x for the GRU: docs/benchmarks.md).
+        def body(acc, inputs):
+            dcarry, dpointwise, stacks = acc
+            t, mask_B, eps, dy_BxH, c_prev = inputs
+            products = tuple(None if a is None else
+                             jax.lax.dynamic_index_in_dim(a, t, keepdims=False) for a in stacks)
+            d_c, d_p, d_xp, d_hr, d_eps = step_vjp(dcarry, dy_BxH, c_prev, products, mask_B,
+                                                    eps)
+            grads = (d_hr, None) if stacks[1] is None else (d_xp, d_hr)
+            stacks = tuple(None if a is None else
+                           jax.lax.dynamic_update_index_in_dim(a, g.astype(a.dtype), t, 0)
+                           for a, g in zip(stacks, grads, strict=True))
+            return (d_c, jax.tree.map(jnp.add, dpointwise, d_p), stacks), d_eps
+
+        c_prev_TxB, products_TxB = saved[0], tuple(saved[1:])
+        (dcarry0, dpointwise, products_TxB), dprobe = jax.lax.scan(
+            body, (dfinal, zeros, products_TxB),
+            (jnp.arange(xs_TxB.shape[0]), mask_TxB, probe, dy_TxBxH, c_prev_TxB),
+            reverse=not reverse, unroll=unroll)
+        # (xp, hr) -> (d_xp, d_hr); (xp + hr, None) -> (d_hr, None) (update_reads_sum)
+        dxp_TxBxG, dhr_TxBxG = ((None, products_TxB[0]) if products_TxB[1] is None
+                                else products_TxB)
     if dxp_TxBxG is None:  # update_reads_sum: d_xp == d_hr
         dxp_TxBxG = dhr_TxBxG
     # the weight gradients as products over all T·B rows at once
@@ -389,16 +420,17 @@ def fused_scan_driver(cell: Cell, params, xs: jax.Array, carry, seq_lengths_B=No
 
 
 # What ``unroll=None`` and ``bptt="auto"`` choose on each backend, from measurements
-# (docs/benchmarks.md). XLA:CPU: unroll 2 and 1 tie, 4 and 8 are slower; fused BPTT ran the
-# training step of the LSTM family in 0.75-0.95x autodiff's time and the tanh RNN's in
-# 0.87-0.97x (a smaller working set: the forward loop keeps the carry and one pre-activation
-# per step), the GRU's in 1.0-1.19x. NVIDIA H100/H200: a scan unrolled 8 steps ran 2.2-2.9x
-# faster than cuDNN where unroll 1 ran 1.06-1.9x slower than it; fused BPTT is not measured
-# there yet.
+# (docs/benchmarks.md). XLA:CPU: unroll 2 and 1 tie, 4 and 8 are slower; fused BPTT (with its
+# backward loop writing the gradients over the saved pre-activations in place) ran the
+# training step of the LSTM family, the GRU and the tanh RNN faster than autodiff (GRU
+# 0.84-0.87x at B = 64, 1.03x at 32x512x64x256; before the in-place writes the GRU's fused
+# step was 1.0-1.36x autodiff's and stayed on autodiff). NVIDIA H100/H200: a scan unrolled 8
+# steps ran 2.2-2.9x faster than cuDNN where unroll 1 ran 1.06-1.9x slower than it; fused BPTT
+# is not measured there yet.
 # ``fused``: the cell classes (and their subclasses) that ``auto`` fuses. Backends not
 # measured (TPU) keep the plain settings.
 BACKEND_DEFAULTS = {
-    "cpu": {"unroll": 1, "fused": ("LSTM", "SimpleRNN")},
+    "cpu": {"unroll": 1, "fused": ("LSTM", "GRU", "SimpleRNN")},
     "gpu": {"unroll": 8, "fused": ()},
 }
 PLAIN_DEFAULTS = {"unroll": 1, "fused": ()}
@@ -423,8 +455,8 @@ def resolve_unroll(unroll: int | None) -> int:
 
 def resolve_bptt(bptt: str, cell: Cell) -> str:
     """``fused`` or ``autodiff`` for ``bptt`` (see :class:`Recurrent`); ``auto`` fuses the
-    cells the backend's default names (:data:`BACKEND_DEFAULTS`: the LSTM family and the tanh
-    RNN on CPU).
+    cells the backend's default names (:data:`BACKEND_DEFAULTS`: the LSTM family, the GRU and
+    the tanh RNN on CPU).
 
     Raises:
       ValueError: an unknown mode, or ``fused`` for a cell without ``update``."""
@@ -489,8 +521,9 @@ class Recurrent(nn.Module):
         gradient in the backward loop, weight gradients as one product after it; cells with
         :meth:`~rnnlab.cells.base.Cell.update`: lstm, peephole, cifg, gru with
         ``reset_after``, rnn); ``autodiff``: JAX's derivative of ``lax.scan``; ``auto``:
-        the backend's choice per cell (:data:`BACKEND_DEFAULTS`: the LSTM family and the RNN
-        on CPU, where fusing measured faster). Same gradients (tested to float tolerance).
+        the backend's choice per cell (:data:`BACKEND_DEFAULTS`: the LSTM family, the GRU
+        and the RNN on CPU, where fusing measured faster). Same gradients (tested to float
+        tolerance).
     """
 
     cell: Cell
