@@ -340,10 +340,10 @@ def _fused_backward(cell, reverse, unroll, remat, project_step, residuals, cotan
             body, (dfinal, zeros, products_TxB),
             (jnp.arange(xs_TxB.shape[0]), mask_TxB, probe, dy_TxBxH, c_prev_TxB),
             reverse=not reverse, unroll=unroll)
-        # (xp, hr) -> (d_xp, d_hr); (xp + hr, None) -> (d_hr, None) (update_reads_sum)
-        dxp_TxBxG, dhr_TxBxG = ((None, products_TxB[0]) if products_TxB[1] is None
+        # (xp, hr) -> (d_xp, d_hr); (xp + hr, None) -> (d_hr, None): d_xp == d_hr
+        dxp_TxBxG, dhr_TxBxG = ((products_TxB[0],) * 2 if products_TxB[1] is None
                                 else products_TxB)
-    if dxp_TxBxG is None:  # update_reads_sum: d_xp == d_hr
+    if dxp_TxBxG is None:  # remat, update_reads_sum: d_xp == d_hr
         dxp_TxBxG = dhr_TxBxG
     # the weight gradients as products over all T·B rows at once
     affine = project_step is not None and _affine_projection(cell, params)

@@ -275,8 +275,9 @@ class Trainer:
         k_params, k_train, k_eval, k_sample = jax.random.split(key, 4)
         batch = self.task.sample(k_sample, 2)
         params = self.model.init(k_params, batch.x, batch.seq_lengths)["params"]
-        values = self.hparams if hparams is None else hparams
-        hp = {k: jnp.asarray(values[k], jnp.float32) for k in self.hparams}
+        defaults = self.hparams
+        values = defaults if hparams is None else hparams
+        hp = {k: jnp.asarray(values[k], jnp.float32) for k in defaults}
         tx, _ = self.optimizer(hp)
         with jax.numpy_dtype_promotion("standard"):
             opt_state = tx.init(params)
