@@ -264,6 +264,26 @@ def test_compilation_cache_setting_reaches_jax(tmp_path):
         jax.config.update("jax_compilation_cache_dir", before)
 
 
+def test_default_compilation_cache_lives_under_the_xdg_cache_home(tmp_path, monkeypatch):
+    """The default cache folder follows the XDG base-directory convention: $XDG_CACHE_HOME
+    when set (the test-suite points it at a temporary folder, so tests never fill the user's
+    cache), else ~/.cache."""
+    from rnnlab.jobs import use_compilation_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    cfg = compose([])
+    assert cfg.train.compilation_cache == f"{tmp_path}/xdg/rnnlab/jax"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cfg.train.compilation_cache == "~/.cache/rnnlab/jax"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        use_compilation_cache(cfg)
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "xdg" / "rnnlab" / "jax")
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
+
+
 def test_a_run_resumed_before_an_unfinished_checkpoint_writes_that_step_again(tmp_path):
     """A kill between orbax's commit and the manifest leaves step 20 unfinished; the run
     resumes from step 10 and, reaching step 20 again, replaces it (orbax alone refuses a step

@@ -71,8 +71,9 @@ class TrainConfig:
     resume: bool = True  # continue an unfinished run found in the run folder; false: afresh
     devices: int | None = None  # local devices the seeds are sharded over; null: all that
     # divide num_seeds
-    compilation_cache: str | None = "~/.cache/rnnlab/jax"  # JAX's persistent compilation
-    # cache (programs compiled once per shape, reused by later runs and sweep jobs); null: off
+    compilation_cache: str | None = "${oc.env:XDG_CACHE_HOME,'~/.cache'}/rnnlab/jax"  # JAX's
+    # persistent compilation cache (programs compiled once per shape, reused by later runs and
+    # sweep jobs), under $XDG_CACHE_HOME (else ~/.cache); null: off
 
 
 @dataclasses.dataclass
