@@ -414,3 +414,59 @@ def test_optuna_study_where_every_trial_fails_ends_cleanly(tmp_path):
     table = pd.read_csv(tmp_path / "sweep" / "sweep.csv")
     assert list(table.status) == ["failed", "failed"]
     assert all("optim.learning_rate must be a finite number > 0.0" in e for e in table.error)
+
+
+# ---- a job whose process dies -------------------------------------------------------------------
+DYING_CELL = '''
+import dataclasses
+import os
+import signal
+
+from rnnlab.cells.rnn import SimpleRNN
+
+
+@dataclasses.dataclass(frozen=True)
+class DyingRNN(SimpleRNN):
+    """A tanh RNN whose init kills its own process, as the out-of-memory killer would."""
+
+    die: bool = False
+
+    def init(self, key, input_size):
+        if self.die:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().init(key, input_size)
+'''
+
+
+@pytest.mark.parametrize("name", ["joblib", pytest.param("submitit_local",
+                                                            marks=pytest.mark.slow)])
+def test_a_job_whose_process_dies_is_recorded_and_the_others_finish(name, tmp_path):
+    """Job 0's process is killed (SIGKILL) while job 1 runs beside it: the sweep does not stop
+    with the plugin's error; job 0 is failed with WorkerDied in its summary and sweep.csv (and
+    a rerun of the sweep would retry it), job 1 trains to the end (with joblib: again, alone,
+    after the pool that job 0 broke), the command exits 1 without a traceback."""
+    from rnnlab import jobs
+
+    _need("hydra/launcher", name)
+    (tmp_path / "dying_cell.py").write_text(DYING_CELL)
+    env = {**os.environ, "WANDB_SILENT": "true",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    env.pop("HYDRA_FULL_ERROR", None)
+    extra = ["hydra.launcher.n_jobs=2"] if name == "joblib" else []
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run([sys.executable, "-m", "rnnlab.run", "-m", f"hydra/launcher={name}",
+                           *extra, "cell=dying_cell.DyingRNN", "cell.die=true,false", *TINY,
+                           "gradients.enabled=false", f"hydra.sweep.dir={sweep}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    table = pd.read_csv(sweep / "sweep.csv")
+    assert list(table.status) == ["failed", "ok"], table
+    assert table.error[0].startswith("WorkerDied: its process "), table.error[0]
+    dead, alive = (Path(d) for d in table.run_dir)
+    assert json.loads((dead / "summary.json").read_text())["status"] == "failed"
+    assert not jobs.finished(dead)  # rerunning the sweep runs it again
+    assert json.loads((alive / "summary.json").read_text())["status"] == "ok"
+    assert len(pd.read_json(alive / "metrics.jsonl", lines=True)) > 0
+    assert "[rnnlab] job 0 (cell=dying_cell.DyingRNN cell.die=True" in proc.stderr
+    assert "FAILED: WorkerDied" in proc.stderr

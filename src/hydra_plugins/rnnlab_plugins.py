@@ -5,6 +5,7 @@ shared logic is in :mod:`rnnlab.launchers`.
 """
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +17,21 @@ from rnnlab.launchers import (
     SharesOneGpu,
     cpu_count,
     importable,
+    job_run_dir,
+    lost_job,
     refuse,
+    started_since,
     task_direction,
     write_best,
 )
+
+log = logging.getLogger(__name__)
 
 if importable("hydra_plugins.hydra_joblib_launcher"):
     from hydra_plugins.hydra_joblib_launcher.joblib_launcher import (
         JoblibLauncher as _PluginJoblibLauncher,
     )
+    from joblib import Parallel, delayed
 
     class JoblibLauncher(SharesOneGpu, _PluginJoblibLauncher):
         """hydra-joblib-launcher (``hydra/launcher=joblib``): ``n_jobs`` jobs at a time, each
@@ -49,22 +56,156 @@ if importable("hydra_plugins.hydra_joblib_launcher"):
             super().__init__(**joblib)
 
         def launch(self, job_overrides, initial_job_idx):
+            """Runs the jobs as the plugin does (``joblib.Parallel`` over loky workers) and
+            survives a worker's death: loky then stops every worker and joblib raises
+            ``TerminatedWorkerError``. The jobs that had returned keep their results; those
+            that had started run again one at a time, each in a worker of its own, so that
+            the one whose process dies again is recorded as failed
+            (:func:`rnnlab.launchers.lost_job`) and the others resume from their
+            checkpoints; then the jobs not yet started run as before."""
+            from hydra.core.singleton import Singleton
+            from hydra.core.utils import configure_log, filter_overrides, setup_globals
+            from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+            from joblib.externals.loky.process_executor import TerminatedWorkerError
+
             n_jobs = self.joblib["n_jobs"]
             concurrent = min(len(job_overrides), cpu_count() if n_jobs == -1 else n_jobs)
-            return super().launch(self._with_memory_env(job_overrides, max(concurrent, 1)),
-                                  initial_job_idx)
+            job_overrides = self._with_memory_env(job_overrides, max(concurrent, 1))
+            setup_globals()
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+            Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+            options = {**self.joblib, "backend": "loky"}  # loky: Hydra needs processes
+            process_joblib_cfg(options)
+            log.info("Joblib.Parallel(%s) is launching %d jobs",
+                     ",".join(f"{k}={v}" for k, v in options.items()), len(job_overrides))
+            for idx, overrides in enumerate(job_overrides):
+                log.info("\t#%d : %s", initial_job_idx + idx,
+                         " ".join(filter_overrides(overrides)))
+            state = Singleton.get_state()
+            results: dict[int, Any] = {}
+
+            def args(pos):
+                return (pos, initial_job_idx + pos, job_overrides[pos], self.hydra_context,
+                        self.config, self.task_function, state)
+
+            todo = list(range(len(job_overrides)))
+            while todo:
+                since = time.time()
+                try:
+                    for pos, ret in Parallel(**options, return_as="generator_unordered")(
+                            delayed(_execute_job)(*args(p)) for p in todo):
+                        results[pos] = ret
+                    break
+                except TerminatedWorkerError as err:
+                    left = [p for p in todo if p not in results]
+                    started = [p for p in left if started_since(
+                        job_run_dir(self.hydra_context, self.config, job_overrides[p],
+                                    initial_job_idx + p), since)] or left
+                    log.warning("a joblib worker died (exit codes %s); rerunning the %d jobs "
+                                "that had started, one at a time", _exit_codes(err),
+                                len(started))
+                for p in started:
+                    pos, ret = _alone(args(p))
+                    results[pos] = ret
+                todo = [p for p in left if p not in results]
+            return [results[p] for p in range(len(job_overrides))]
+
+    def _execute_job(pos, *args):
+        """(``pos``, the plugin's ``execute_job(*args)``): results arrive in any order."""
+        from hydra_plugins.hydra_joblib_launcher._core import execute_job
+
+        return pos, execute_job(*args)
+
+    def _alone(args):
+        """One job in a loky worker of its own (``Parallel(n_jobs=1)`` would run it in this
+        process); a :func:`rnnlab.launchers.lost_job` when that worker dies."""
+        from joblib.externals.loky import get_reusable_executor
+        from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+        pos, job_num, overrides, hydra_context, config = args[:5]
+        try:
+            return get_reusable_executor(max_workers=1).submit(_execute_job, *args).result()
+        except TerminatedWorkerError as err:
+            return pos, lost_job(hydra_context, config, overrides, job_num,
+                                 f"its process died (exit code {_exit_codes(err)}): out of "
+                                 "memory, a crash in native code, or killed")
+
+    def _exit_codes(err) -> str:
+        """``{SIGKILL(-9)}`` from loky's ``TerminatedWorkerError`` message."""
+        text = str(err).partition("The exit codes of the workers are")[2].strip()
+        return text.splitlines()[0] if text else "unknown"
 
 
 if importable("hydra_plugins.hydra_submitit_launcher"):
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
         LocalLauncher as _PluginLocalLauncher,
     )
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
+        SlurmLauncher as _PluginSlurmLauncher,
+    )
 
-    class SubmititLocalLauncher(SharesOneGpu, _PluginLocalLauncher):
+    class _SurvivesLostJobs:
+        """``launch`` for the submitit launchers: submits the jobs as the plugin does (one
+        array of jobs, each calling the launcher's ``__call__``), then waits for each on its
+        own. A job that ends without a result (its process killed, by the out-of-memory
+        killer or SLURM's time or memory limit, or crashed) is recorded as failed
+        (:func:`rnnlab.launchers.lost_job`) instead of stopping the sweep with the
+        plugin's ``UncompletedJobError`` before the later jobs are waited for."""
+
+        _EXECUTOR: str
+        params: dict
+        config: DictConfig
+
+        def _executor(self):
+            import submitit
+            from omegaconf import OmegaConf
+
+            prefixed = {"max_num_timeout"}  # given to the executor itself, with its prefix
+            executor = submitit.AutoExecutor(
+                cluster=self._EXECUTOR, folder=self.params["submitit_folder"],
+                **{f"{self._EXECUTOR}_{k}": v for k, v in self.params.items() if k in prefixed})
+            common = set(OmegaConf.structured(BaseQueueConf).keys())
+            executor.update_parameters(**{
+                k if k in common else f"{self._EXECUTOR}_{k}": v
+                for k, v in self.params.items() if k not in prefixed | {"submitit_folder"}})
+            return executor
+
+        def _submit_and_wait(self, job_overrides, initial_job_idx):
+            from hydra.core.singleton import Singleton
+            from hydra.core.utils import filter_overrides
+            from submitit.core.utils import UncompletedJobError
+
+            sweep_dir = Path(str(self.config.hydra.sweep.dir))
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            if "mode" in self.config.hydra.sweep:
+                sweep_dir.chmod(int(str(self.config.hydra.sweep.mode), 8))
+            log.info("Submitit '%s' sweep output dir : %s", self._EXECUTOR, sweep_dir)
+            state = Singleton.get_state()
+            params = []
+            for pos, overrides in enumerate(job_overrides):
+                idx = initial_job_idx + pos
+                log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
+                params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}",
+                               state))
+            submitted = self._executor().map_array(self, *zip(*params, strict=True))
+            results = []
+            for (overrides, _, idx, _, _), job in zip(params, submitted, strict=True):
+                try:
+                    results.append(job.results()[0])
+                except UncompletedJobError:
+                    results.append(lost_job(
+                        self.hydra_context, self.config, overrides, idx,
+                        f"its process ended without a result (submitit job {job.job_id}, "
+                        f"state {job.state}); its log: {job.paths.stderr}"))
+            return results
+
+    class SubmititLocalLauncher(SharesOneGpu, _SurvivesLostJobs, _PluginLocalLauncher):
         """hydra-submitit-launcher's local executor (``hydra/launcher=submitit_local``): every
         job of a batch starts at once in a process of its own, so each gets
         ``0.9 / jobs in the batch`` of the GPU's memory unless ``gpu_memory_fraction`` says
-        otherwise. The other arguments are submitit's (see ``conf/hydra/launcher``)."""
+        otherwise. A job whose process dies is recorded as failed; the others go on. The other
+        arguments are submitit's (see ``conf/hydra/launcher``)."""
 
         def __init__(self, gpu_memory_fraction: float | None = None, preallocate: bool = False,
                      **params: Any) -> None:
@@ -72,8 +213,18 @@ if importable("hydra_plugins.hydra_submitit_launcher"):
             super().__init__(**params)
 
         def launch(self, job_overrides, initial_job_idx):
-            return super().launch(self._with_memory_env(job_overrides, len(job_overrides)),
-                                  initial_job_idx)
+            return self._submit_and_wait(self._with_memory_env(job_overrides,
+                                                               len(job_overrides)),
+                                         initial_job_idx)
+
+    class SubmititSlurmLauncher(_SurvivesLostJobs, _PluginSlurmLauncher):
+        """hydra-submitit-launcher's SLURM executor (``hydra/launcher=submitit_slurm``): one
+        array job per sweep. A job that SLURM ends without a result (time or memory limit,
+        preemption, node failure) is recorded as failed; the sweep waits for the others and
+        writes its tables. The arguments are submitit's (see ``conf/hydra/launcher``)."""
+
+        def launch(self, job_overrides, initial_job_idx):
+            return self._submit_and_wait(job_overrides, initial_job_idx)
 
 
 if importable("hydra_plugins.hydra_optuna_sweeper"):

@@ -37,6 +37,7 @@ from rnnlab.checks import ConfigError
 
 LOCK_NAME = ".rnnlab.lock"
 SUMMARY = "summary.json"
+WORKER_DIED = "WorkerDied"  # the error of a sweep job whose process died (rnnlab.launchers)
 EXIT_BAD_INPUT = 2  # a value that cannot run (nothing was trained)
 EXIT_FAILED = 1  # a run, or any job of a sweep, failed while running
 
@@ -111,16 +112,21 @@ def check_run_dir(run_dir: Path) -> None:
 def finished(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds a run that is over: one that ended ``ok``, or ended otherwise
     with no checkpoint to continue from. A run killed before its summary, stopped by a signal,
-    or failed after a checkpoint can be resumed (rerun the same command in the folder)."""
+    or failed after a checkpoint can be resumed (rerun the same command in the folder); so can
+    a sweep job whose process died (``WorkerDied``, recorded by its launcher: the rerun
+    resumes it, or starts it afresh without a checkpoint)."""
     path = Path(run_dir) / SUMMARY
     if not path.exists():
         return False
     try:
-        status = json.loads(path.read_text()).get("status")
-    except (OSError, ValueError):
-        status = None
+        summary = json.loads(path.read_text())
+        status, error = summary.get("status"), str(summary.get("error", ""))
+    except (OSError, ValueError, AttributeError):
+        status, error = None, ""
     if status == "ok":
         return True
+    if error.startswith(WORKER_DIED):
+        return False
     return not any((Path(run_dir) / "checkpoints").glob("[0-9]*"))
 
 

@@ -28,6 +28,14 @@ one machine give every job ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` (allocate on 
 before it starts, hence before JAX starts its backend (JAX's GPU memory settings:
 https://docs.jax.dev/en/latest/gpu_memory_allocation.html). A variable already set in the
 environment of the command, or set with ``hydra.job.env_set.NAME=...``, is left as it is.
+
+Jobs whose process dies: a job killed by the operating system (out of memory), by a crash in
+native code, or by a scheduler (SLURM's time or memory limit, preemption) returns nothing to
+the launcher. The plugins then stop the whole sweep with a traceback (joblib's
+``TerminatedWorkerError``, submitit's ``UncompletedJobError``) and the sweep's tables are
+never written. rnnlab's launchers instead record such a job as failed (:func:`lost_job`:
+``WorkerDied`` in its ``summary.json`` and in ``sweep.csv``; what it logged stays, and
+rerunning the sweep resumes it from its last checkpoint) and let the other jobs finish.
 """
 
 import importlib.util
@@ -38,7 +46,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rnnlab import jobs
 
@@ -220,6 +228,51 @@ class SharesOneGpu:
         extra = [f"++hydra.job.env_set.{k}='{v}'" for k, v in env.items()
                  if k not in chosen and k not in os.environ]
         return [[*overrides, *extra] for overrides in job_overrides]
+
+
+# ---- jobs whose process died ------------------------------------------------------------------
+class WorkerDied(RuntimeError):
+    """A sweep job whose process ended without returning: killed by a signal (the kernel's
+    out-of-memory killer, a scheduler's limit) or crashed in native code."""
+
+
+def job_run_dir(hydra_context, config: DictConfig, overrides, job_num: int) -> Path:
+    """The run folder Hydra gives job ``job_num`` of a sweep with these ``overrides``
+    (``hydra.sweep.dir``/``hydra.sweep.subdir``, as ``hydra.core.utils.run_job`` makes it)."""
+    cfg = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+    with open_dict(cfg):
+        cfg.hydra.job.num = job_num
+        cfg.hydra.job.id = f"{cfg.hydra.job.name}_{job_num}"
+    return Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+
+
+def started_since(run_dir: Path, since: float) -> bool:
+    """Whether a job took its run folder's lock (:class:`rnnlab.jobs.RunDirLock`, rewritten
+    when taken) at or after the time ``since`` (``time.time()``)."""
+    try:
+        return (Path(run_dir) / jobs.LOCK_NAME).stat().st_mtime >= since - 1.0
+    except OSError:
+        return False
+
+
+def lost_job(hydra_context, config: DictConfig, overrides, job_num: int, reason: str):
+    """What the launcher returns for a job whose process died (:class:`WorkerDied`): its run
+    folder gets a failed ``summary.json`` naming ``reason`` (unless the job wrote its own),
+    the sweep's console a FAILED line, the command exit status 1; the job's value is None
+    (a failed trial for a sweeper), so the sweep goes on. What the job logged is kept, and a
+    checkpoint it wrote lets a rerun of the sweep resume it."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    run_dir = job_run_dir(hydra_context, config, overrides, job_num)
+    err = WorkerDied(reason)
+    jobs.record_failed_job(run_dir, err)
+    shown = " ".join(o for o in overrides if not o.startswith(("hydra.", "++hydra.")))
+    jobs.fail(f"[rnnlab] job {job_num} ({shown}) FAILED: WorkerDied: {reason}\n"
+              f"[rnnlab] its run folder keeps what was logged: {run_dir}", jobs.EXIT_FAILED)
+    ret = JobReturn(overrides=list(overrides), working_dir=str(run_dir),
+                    status=JobStatus.COMPLETED)
+    ret.return_value = None
+    return ret
 
 
 def cpu_count() -> int:
