@@ -21,7 +21,10 @@ Mode ``train`` (the default) times a full training step, float32, in one process
   members  the rnnlab step ``jax.vmap``-ed over S independent members (parameters,
            optimizer states and batches of their own; rnnlab's loop trains seeds this way),
            S in --members (default 1,8): time per model = time / S, and the ratio
-           (time per model at S) / (time at S=1). Beside it a hand-written LSTM step with
+           (time per model at S) / (time at S=1). The members are sharded over the local
+           devices as rnnlab shards a run's seeds (as many as divide S; on a CPU rnnlab
+           makes one device per core), and the largest S runs on one device too
+           (variant devices=1). Beside it a hand-written LSTM step with
            the members written into the recurrent product in other layouts (batched
            dot_general 'sbh,shg->sbg', members minor 'bsh,shg->bsg', one block-diagonal
            matmul, S separate dots), and a summary of the HLO XLA compiles for the vmapped
@@ -244,12 +247,21 @@ class Stepper:
         jax.block_until_ready(loss)
 
 
+def member_devices(members: int) -> int:
+    """The devices rnnlab shards ``members`` over by default (``train.devices=null``: as many
+    local devices as divide them; on a CPU one device per core, see rnnlab/__init__.py)."""
+    n = len(jax.local_devices())
+    return max(d for d in range(1, n + 1) if members % d == 0)
+
+
 def jax_train_step(model: nn.Module, shape: Shape, members: int | None = None,
-                   seed: int = 0, chunk: int | None = None) -> Stepper:
+                   seed: int = 0, chunk: int | None = None, devices: int = 1) -> Stepper:
     """One jitted training step of ``model``; with ``members``, ``jax.vmap`` of it over that
     many independent members (parameters, optimizer states and batches of their own); with
     ``chunk`` too, the members run ``chunk`` at a time: ``jax.lax.map`` over
-    ``members // chunk`` groups of a step vmapped over ``chunk`` (same results)."""
+    ``members // chunk`` groups of a step vmapped over ``chunk`` (same results); with
+    ``devices`` > 1, the members sharded over that many local devices (as rnnlab shards a
+    run's seeds: :func:`member_devices`)."""
     tx = optimizer()
     x, y = data(shape, seed, members)
     step = make_train_step(model, tx)
@@ -265,6 +277,12 @@ def jax_train_step(model: nn.Module, shape: Shape, members: int | None = None,
             if members % chunk:
                 raise ValueError(f"chunk={chunk} must divide members={members}")
             step = chunked(step, members // chunk)
+        if devices > 1:
+            from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+            mesh = Mesh(np.asarray(jax.local_devices()[:devices]), ("members",))
+            params, opt_state, x, y = jax.device_put(
+                (params, opt_state, x, y), NamedSharding(mesh, PartitionSpec("members")))
     return Stepper(jax.jit(step, donate_argnums=(0, 1)), params, opt_state, x, y)
 
 
@@ -559,19 +577,24 @@ def bench_members(shape: Shape, cells: list[str], sizes: list[int], args) -> lis
     # working set per member shrinks, one more recurrent product per step
     variants += [("remat", True, {"remat": True})]
     big = max(sizes)
+    if member_devices(big) > 1:  # rnnlab's default shards the members over the devices
+        variants += [("devices", 1, {"devices": 1})]
     for cell in cells:
         model = rnnlab_model(cell, shape, args.unroll, None)
         steps[f"{cell}/plain"] = jax_train_step(model, shape)
         for s in sizes:
-            steps[f"{cell}/S={s}"] = jax_train_step(model, shape, members=s)
+            steps[f"{cell}/S={s}"] = jax_train_step(model, shape, members=s,
+                                                    devices=member_devices(s))
         for kind, value, opts in variants:
-            model_opts = {k: v for k, v in opts.items() if k != "chunk"}
-            ch = opts.get("chunk")
-            for s in sorted({big} if kind == "chunk" else {1, big}):
+            model_opts = {k: v for k, v in opts.items() if k not in ("chunk", "devices")}
+            ch, dev = opts.get("chunk"), opts.get("devices")
+            for s in sorted({big} if kind in ("chunk", "devices") else {1, big}):
                 steps[f"{cell}/S={s}/{kind}={value}"] = try_build(
-                    lambda c=cell, o=model_opts, s=s, ch=ch: jax_train_step(
-                        rnnlab_model(c, shape, args.unroll, **{"bptt": None, **o}), shape,
-                        members=s, chunk=ch), f"members {cell} S={s} {kind}={value}", [])
+                    lambda c=cell, o=model_opts, s=s, ch=ch, d=dev:
+                    jax_train_step(rnnlab_model(c, shape, args.unroll, **{"bptt": None, **o}),
+                                   shape, members=s, chunk=ch,
+                                   devices=member_devices(s) if d is None else d),
+                    f"members {cell} S={s} {kind}={value}", [])
     ms = measure({k: v for k, v in steps.items() if v is not None}, args.warmup, args.reps)
     rows = []
     for cell in cells:
@@ -582,18 +605,21 @@ def bench_members(shape: Shape, cells: list[str], sizes: list[int], args) -> lis
                          "ms": ms[f"{cell}/S={s}"], "ms_per_model": per,
                          "per_model/S=1": per / base,
                          "unvmapped_ms": ms[f"{cell}/plain"], "variant": "default",
+                         "devices": member_devices(s),
                          "per_model/default_S=1": per / base})
         for kind, value, _ in variants:
             one = ms.get(f"{cell}/S=1/{kind}={value}")
             many = ms.get(f"{cell}/S={big}/{kind}={value}")
-            for s, t in ((1, one), (big, many)) if kind != "chunk" else ((big, many),):
+            for s, t in ((1, one), (big, many)) if kind not in ("chunk", "devices") \
+                    else ((big, many),):
                 rows.append({"shape": str(shape), "cell": cell, "S": s, "ms": t,
                              "ms_per_model": None if t is None else t / s,
                              "per_model/S=1": None if t is None or one is None
                              else t / s / one,
                              "per_model/default_S=1": None if t is None else t / s / base,
                              "unvmapped_ms": ms[f"{cell}/plain"],
-                             "variant": f"{kind}={value}"})
+                             "variant": f"{kind}={value}",
+                             "devices": 1 if kind == "devices" else member_devices(s)})
     return rows
 
 
@@ -1046,10 +1072,11 @@ def main(argv=None) -> None:
         mrows = bench_members(members_shape, members_cells, sizes, args)
         print("\n## rnnlab step vmapped over S members (target: per model at S=8 <= 0.6 of "
               "S=1)")
-        print(markdown_table(["B×T×D×H", "cell", "variant", "S", "ms per step",
+        print(markdown_table(["B×T×D×H", "cell", "variant", "S", "devices", "ms per step",
                               "ms per model", "per model / S=1 (same variant)",
                               "per model / S=1 (default)", "unvmapped ms (default)"],
-                             [[r["shape"], r["cell"], r["variant"], r["S"], r["ms"],
+                             [[r["shape"], r["cell"], r["variant"], r["S"], r["devices"],
+                               r["ms"],
                                r["ms_per_model"], r["per_model/S=1"],
                                r["per_model/default_S=1"], r["unvmapped_ms"]]
                               for r in mrows]))

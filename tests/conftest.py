@@ -8,6 +8,7 @@ The suite compiles hundreds of small programs and runs each a few times, so it s
 slower programs; 27% less wall time on the cell tests), inherited by the CLI subprocesses.
 The tests compare against references at float tolerances and runs against runs made under
 the same setting; set the variable to 0 to run them on the optimised compiler.
+``JAX_NUM_CPU_DEVICES=1``: one CPU device (see below).
 
 ``XDG_CACHE_HOME`` points at a temporary folder for the session (removed at its end), so the
 runs the tests start keep their compilation cache there, not in the user's ~/.cache."""
@@ -18,6 +19,10 @@ import shutil
 import tempfile
 
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+# one CPU device, whatever the machine's cores (rnnlab makes one per core: rnnlab/__init__.py),
+# so that runs shard seeds alike everywhere and the suite compiles no partitioned programs;
+# tests/test_devices.py asks for more where it checks sharding
+os.environ["JAX_NUM_CPU_DEVICES"] = "1"
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="rnnlab-tests-cache-")
 
 import jax

@@ -1,7 +1,10 @@
-"""Seeds sharded over several devices give the results of one device (CPU devices forced with
-``--xla_force_host_platform_device_count=4``)."""
+"""Seeds sharded over several devices give the results of one device (four CPU devices, with
+``JAX_NUM_CPU_DEVICES=4``), and rnnlab makes one CPU device per core unless told otherwise."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -23,7 +26,7 @@ def test_seeds_sharded_over_four_devices_match_one_device(tmp_path):
          # default: as many devices as divide 4 seeds
          ([*TINY, f"hydra.run.dir={tmp_path / 'four'}"], tmp_path / "b"),
          ([*TINY, "train.devices=3", f"hydra.run.dir={tmp_path / 'bad'}"], tmp_path / "c")],
-        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+        env={"JAX_NUM_CPU_DEVICES": "4"})
     assert one["code"] == 0 and four["code"] == 0, (one["err"], four["err"])
     a = pd.read_json(tmp_path / "one" / "metrics.jsonl", lines=True)
     b = pd.read_json(tmp_path / "four" / "metrics.jsonl", lines=True)
@@ -37,3 +40,22 @@ def test_seeds_sharded_over_four_devices_match_one_device(tmp_path):
     assert bad["code"] == 2 and "train.num_seeds=4 cannot be split evenly over " \
                                "train.devices=3" in bad["err"]
     assert not (tmp_path / "bad").exists()
+
+
+def _devices_after_import(env: dict[str, str], code: str = "import rnnlab, jax") -> int:
+    env = {**{k: v for k, v in os.environ.items()
+              if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}, **env}
+    out = subprocess.run([sys.executable, "-c", f"{code}; print(len(jax.devices('cpu')))"],
+                         env=env, capture_output=True, text=True, timeout=120, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def test_one_cpu_device_per_core_unless_chosen():
+    cores = len(os.sched_getaffinity(0))
+    assert _devices_after_import({}) == cores
+    assert _devices_after_import({}, "import jax, rnnlab") == cores  # jax first: the same
+    # the user's choice stays: the variable, XLA's flag, or a backend already started
+    assert _devices_after_import({"JAX_NUM_CPU_DEVICES": "3"}) == 3
+    assert _devices_after_import(
+        {"XLA_FLAGS": "--xla_force_host_platform_device_count=5"}) == 5
+    assert _devices_after_import({}, "import jax; jax.numpy.zeros(1); import rnnlab") == 1

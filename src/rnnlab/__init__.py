@@ -20,4 +20,28 @@ _XLA_CPU_FLAG = "xla_cpu_enable_concurrency_optimized_scheduler"
 if _XLA_CPU_FLAG not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --{_XLA_CPU_FLAG}=false".strip()
 
+# One JAX CPU device per usable core, so that the seeds (and packed members) of a run on a
+# CPU are sharded over the cores (rnnlab.loop.member_sharding) as they are over GPUs: XLA:CPU
+# runs a recurrent loop's small per-step products on one core, so a second device runs other
+# members on the other core at the same time (the time per model of 8 members 0.64-0.67 of
+# one member's in the training program on 2 cores, against 0.90-1.06 on one device:
+# docs/benchmarks.md). A program of one member runs on the first device, as before. Like the
+# flag above, XLA reads it when its CPU backend starts. JAX_NUM_CPU_DEVICES, the
+# jax_num_cpu_devices option or --xla_force_host_platform_device_count in XLA_FLAGS choose
+# another count (1: one device); train.devices=1 keeps one run on one device.
+_DEVICE_COUNT_FLAG = "xla_force_host_platform_device_count"
+
+
+def _cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+if ("JAX_NUM_CPU_DEVICES" not in os.environ
+        and _DEVICE_COUNT_FLAG not in os.environ.get("XLA_FLAGS", "")):
+    os.environ["XLA_FLAGS"] = (f"{os.environ.get('XLA_FLAGS', '')} "
+                               f"--{_DEVICE_COUNT_FLAG}={_cpu_cores()}").strip()
+
 __version__ = "0.1.0"
