@@ -132,6 +132,61 @@ def test_a_diverging_member_stops_alone(runs):
     assert outcome["a"]["steps_run"] == outcome["b"]["steps_run"] == 6
 
 
+def test_a_program_continues_without_the_members_of_a_job_that_stopped(runs, tmp_path):
+    """repack="always": once job c's members have all diverged (its first chunk), the program
+    is recompiled for a's and b's four members alone; a and b log what they log alone (and
+    what they log packed with c beside them to the end)."""
+    root, cfgs, _, _ = runs
+    compiled = _CountChunkCompiles()
+    logging.getLogger("jax").addHandler(compiled)
+    try:
+        with jax.log_compiles(True):
+            outcome = packing.execute_packed([(cfgs[k], tmp_path / k, build(cfgs[k]))
+                                              for k in JOBS], repack="always")
+    finally:
+        logging.getLogger("jax").removeHandler(compiled)
+    a, b, c = outcome
+    assert isinstance(c, FloatingPointError) and a["steps_run"] == b["steps_run"] == 6
+    assert compiled.count == 2  # 6 members, then 4
+    for k in ("a", "b"):
+        _assert_same_metrics(tmp_path / k, root / f"alone_{k}")
+        events = [json.loads(x) for x in (tmp_path / k / "events.jsonl").read_text()
+                  .splitlines()]
+        assert [e for e in events if e["event"] == "repacked"] == [
+            {"event": "repacked", "step": 2, "members": 4, "of": 6}]
+    for k, got in (("a", a), ("b", b)):  # the final evaluation too
+        alone = json.loads((root / f"alone_{k}" / "summary.json").read_text())["final"]
+        for metric, stats in alone.items():
+            assert got["final"][metric] == pytest.approx(stats, rel=RTOL, abs=1e-7)
+
+
+@pytest.mark.parametrize("idle, members, seconds, left, want", [
+    (0, 6, [3.0, 1.0, 1.0], 10, False),  # nothing idles
+    (6, 6, [3.0, 1.0, 1.0], 10, False),  # nothing would be left to train
+    (1, 6, [3.0, 1.0, 1.0], 100, False),  # under a quarter of the rows
+    (2, 6, [3.0, 1.0, 1.0], 100, True),  # 2/6 x 1 s x 100 chunks > 2 x 2 s of compilation
+    (2, 6, [3.0, 1.0, 1.0], 12, False),  # 4 s saved, not more than 4 s of compiling
+    (2, 6, [3.0], 100, False),  # no steady chunk measured yet
+    (2, 6, [3.0, 1.0, 1.0], 0, False),  # no chunk left
+])
+def test_repacking_pays_when_the_idle_rows_cost_more_than_recompiling(idle, members, seconds,
+                                                                     left, want):
+    assert loop._repack_pays("auto", idle, members, seconds, left) is want
+    assert loop._repack_pays("never", idle, members, seconds, left) is False
+    assert loop._repack_pays("always", idle, members, seconds, left) is (
+        0 < idle < members and left > 0)
+
+
+def test_the_packed_launcher_refuses_an_unknown_repack(capsys):
+    from hydra_plugins.rnnlab_packed import PackedLauncher
+
+    with pytest.raises(SystemExit) as exit_info:
+        PackedLauncher(repack="sometimes")
+    assert exit_info.value.code == 2
+    assert "hydra.launcher.repack must be one of auto, always, never; got 'sometimes'" in \
+        capsys.readouterr().err
+
+
 def test_traced_optimizer_values_equal_the_static_optimizer():
     """The optimizer built from traced per-member values (what a packed program runs) against
     optax built from the config's Python floats, over three updates."""
@@ -311,9 +366,17 @@ def test_a_job_that_stops_early_stops_alone(tmp_path):
               "train.divergence_factor=null", "optim.grad_clip=null"]
     cfgs = [compose([*common, "optim.learning_rate=1e-2"]),
             compose([*common, "optim.learning_rate=3.0"])]
-    slow, fast = packing.execute_packed([(c, tmp_path / str(i), build(c))
-                                         for i, c in enumerate(cfgs)])
-    assert (slow["stopped_early"], slow["steps_run"]) == (False, 8)
-    assert (fast["stopped_early"], fast["steps_run"]) == (True, 2)
-    assert _metrics(tmp_path / "1")["step"].max() == 2
-    assert _metrics(tmp_path / "0")["step"].max() == 8
+    ends = {}
+    for repack in ("never", "always"):  # always: the program continues with job 0 alone
+        slow, fast = packing.execute_packed([(c, tmp_path / repack / str(i), build(c))
+                                             for i, c in enumerate(cfgs)], repack=repack)
+        assert (slow["stopped_early"], slow["steps_run"]) == (False, 8)
+        assert (fast["stopped_early"], fast["steps_run"]) == (True, 2)
+        assert _metrics(tmp_path / repack / "1")["step"].max() == 2
+        assert _metrics(tmp_path / repack / "0")["step"].max() == 8
+        ends[repack] = (slow["final"], fast["final"])
+    # the job that stopped reports its best state's evaluation either way
+    for never, always in zip(ends["never"], ends["always"], strict=True):
+        for metric, stats in never.items():
+            assert always[metric] == pytest.approx(stats, rel=RTOL, abs=1e-7)
+    _assert_same_metrics(tmp_path / "always" / "0", tmp_path / "never" / "0")

@@ -30,16 +30,22 @@ class PackedLauncher(Launcher):
     Args:
         max_members: the most members (seeds, summed over a group's jobs) one program may
             have; a larger group is cut between jobs. None: no limit.
+        repack: when a program continues without the members of jobs that stopped (every
+            seed diverged, or stopped early): ``auto``, ``always`` or ``never``
+            (:func:`rnnlab.loop.fit_members`).
     """
 
-    def __init__(self, max_members: int | None = None) -> None:
+    def __init__(self, max_members: int | None = None, repack: str = "auto") -> None:
         from rnnlab.launchers import refuse
+        from rnnlab.loop import REPACK
 
         if max_members is not None and (not isinstance(max_members, int)
                                         or isinstance(max_members, bool) or max_members < 1):
             refuse(f"hydra.launcher.max_members must be an int >= 1 or null (no limit); got "
                    f"{max_members!r}")
-        self.max_members = max_members
+        if repack not in REPACK:
+            refuse(f"hydra.launcher.repack must be one of {', '.join(REPACK)}; got {repack!r}")
+        self.max_members, self.repack = max_members, repack
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
@@ -79,7 +85,7 @@ class PackedLauncher(Launcher):
             # launched alone trains under its own
             configure_log(configs[group[0]].hydra.job_logging, self.config.hydra.verbose)
             try:
-                values = packing.run_group(handed)
+                values = packing.run_group(handed, repack=self.repack)
             finally:
                 configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
             for i, value in zip(group, values, strict=True):

@@ -170,6 +170,11 @@ class _Book:
         self.seconds_before = float(loop["train_seconds"])
         self.saved_at = self.step if part.resume is not None else None
         self.error: Exception | None = None
+        self.left: tuple | None = None  # (state rows, eval rows) once it left the program
+
+    @property
+    def in_program(self) -> bool:
+        return self.left is None
 
     @property
     def active(self) -> bool:
@@ -269,12 +274,48 @@ def _init_parts(init, default, inits: list, parts: list[Part], keys: jax.Array,
     return jax.tree.map(lambda *vs: jnp.concatenate(vs), *states)
 
 
+REPACK = ("auto", "always", "never")
+REPACK_MIN_FRACTION = 0.25  # of the program's rows, idle before ``repack="auto"`` drops them
+
+
+def _resharded(sharding, members: int):
+    """``sharding``'s devices for a member axis of ``members`` rows: as many as divide them
+    (as :func:`member_sharding` chooses), or the first device alone."""
+    from jax.sharding import Mesh, NamedSharding
+
+    devices = list(sharding.mesh.devices.flat)
+    n = max(d for d in range(1, len(devices) + 1) if members % d == 0)
+    if n == 1:
+        return devices[0]
+    return NamedSharding(Mesh(np.asarray(devices[:n]), sharding.mesh.axis_names),
+                         sharding.spec)
+
+
+def _repack_pays(repack: str, idle: int, members: int, chunk_seconds: list[float],
+                 chunks_left: int) -> bool:
+    """Whether to drop ``idle`` of the program's ``members`` rows now (see :func:`fit_members`:
+    ``repack``). ``chunk_seconds``: each chunk's wall time so far, the first with its
+    compilation."""
+    if repack == "never" or idle == 0 or idle == members or chunks_left < 1:
+        return False
+    if repack == "always":
+        return True
+    if jax.default_backend() != "cpu" or len(chunk_seconds) < 2:
+        return False  # accelerators run idle rows mostly for free (not measured here)
+    steady = float(np.median(chunk_seconds[1:]))
+    compile_seconds = max(chunk_seconds[0] - steady, 0.0)
+    saved = idle / members * steady * chunks_left
+    # the chunk, evaluation and probe programs compile again for the new member count
+    return idle >= REPACK_MIN_FRACTION * members and saved > 2 * compile_seconds
+
+
 def fit_members(trainer: Trainer, keys: jax.Array, parts: list[Part], *,
                 hparams: dict | None = None, inits: list | None = None,
                 gradients_every: int | None,
                 patience: int | None = None, progress: bool = True,
                 divergence_factor: float | None = None, checkpoint_every: int | None = None,
-                sharding=None, stop: "StopSignals | None" = None) -> list:
+                sharding=None, stop: "StopSignals | None" = None,
+                repack: str = "auto") -> list:
     """Trains the members of several jobs (``parts``, in order along the member axis) in one
     compiled program: ``keys`` (one per member) and ``hparams`` ({name: array [M]}, default
     the config's values) are the members' seeds and optimizer values. ``inits`` (one per
@@ -284,8 +325,16 @@ def fit_members(trainer: Trainer, keys: jax.Array, parts: list[Part], *,
 
     Each part keeps the host loop of :func:`fit` on its own (logging, divergence, early
     stopping, checkpoints into its own folder): a part whose seeds have all diverged, or
-    that stopped early, stops logging while the others go on (its members' rows are still
-    computed, and ignored). Every resumed part must resume from the same step.
+    that stopped early, stops logging while the others go on. Its rows then idle in the
+    program; ``repack`` says when the program continues without them, recompiled for the rows
+    still training (the others' results are those of the same program to float rounding):
+    ``"always"`` as soon as a part leaves, ``"never"``, or ``"auto"``: on the CPU (whose step
+    time grows with the rows) when at least :data:`REPACK_MIN_FRACTION` of the rows idle and
+    the time they would take until the end (their share of the measured chunk time, times
+    the chunks left) exceeds twice the first chunk's compilation time; never on accelerators,
+    whose idle rows cost little (not measured here). A part that left is evaluated for its
+    final results when it leaves (its best state with ``patience``, which no longer changes).
+    Every resumed part must resume from the same step.
 
     Returns one entry per part: ``(state, eval_metrics, info)`` as :func:`fit` returns, or the
     ``FloatingPointError`` of a part whose every seed diverged. Raises :class:`Interrupted`
@@ -348,11 +397,14 @@ def fit_members(trainer: Trainer, keys: jax.Array, parts: list[Part], *,
     def seconds() -> float:
         return time.perf_counter() - t0
 
+    chunk_seconds: list[float] = []
     try:
         while step < trainer.steps and any(b.active for b in books):
+            tc = time.perf_counter()
             state, tm = chunk(state)
             ev = evaluate(state)
             tm, ev = _host(tm), _host(ev)
+            chunk_seconds.append(time.perf_counter() - tc)
             step += trainer.chunk_size
             last_chunk = step == trainer.steps
             probe_now = gradients_every is not None and (
@@ -414,8 +466,17 @@ def fit_members(trainer: Trainer, keys: jax.Array, parts: list[Part], *,
                         b.part.logger.event("interrupted", step=step,
                                             signal=signal.Signals(stop.received).name)
                 stop.forward()
+            program = [b for b in books if b.in_program]
+            idle = sum(len(b.part.seeds) for b in program if not b.active)
+            members = sum(len(b.part.seeds) for b in program)
+            if _repack_pays(repack, idle, members, chunk_seconds,
+                            (trainer.steps - step) // trainer.chunk_size):
+                state, best_state, place = _repack(program, state, best_state, patience,
+                                                   evaluate, sharding, step)
+                chunk_seconds = chunk_seconds[:1]  # the next chunk compiles again
         for b in books:
-            if b.error is None and b.part.checkpoints is not None and b.saved_at != b.step:
+            if (b.in_program and b.error is None and b.part.checkpoints is not None
+                    and b.saved_at != b.step):
                 b.save(state, best_state, patience, seconds())
     finally:
         if bar is not None:
@@ -434,8 +495,44 @@ def fit_members(trainer: Trainer, keys: jax.Array, parts: list[Part], *,
                 "divergence": b.divergence,
                 "best_step": b.best_step if patience is not None else None,
                 "train_seconds": total, "steps_per_second": b.step / max(total, 1e-9)}
-        out.append((b.take(state), b.take(ev), info))
+        out.append((*(b.left or (b.take(state), b.take(ev))), info))
     return out
+
+
+def _repack(program: list[_Book], state, best_state, patience, evaluate, sharding,
+            step: int):
+    """Drops the rows of the parts of ``program`` that stopped (:func:`fit_members`'s
+    ``repack``): a part that stopped early keeps its final state and evaluation (taken now),
+    the others' rows move up. Returns ``(state, best_state, place)`` for the rows left."""
+    leaving = [b for b in program if not b.active]
+    staying = [b for b in program if b.active]
+    final = state if patience is None else best_state
+    ev = None
+    for b in leaving:
+        if b.error is None:  # stopped early: what the end of the run would have reported
+            ev = _host(evaluate(final)) if ev is None else ev
+            b.left = (b.take(final), b.take(ev))
+        else:
+            b.left = ()
+    rows = np.concatenate([np.arange(b.rows.start, b.rows.stop) for b in staying])
+    kept = len(rows)
+    target = None if sharding is None else _resharded(sharding, kept)
+
+    def place(tree):
+        return tree if target is None else jax.device_put(tree, target)
+
+    index = jnp.asarray(rows)
+    state, best_state = (place(jax.tree.map(lambda v: v[index], t))
+                         for t in (state, best_state))
+    start = 0
+    for b in staying:
+        b.rows = slice(start, start + len(b.part.seeds))
+        start += len(b.part.seeds)
+        b.part.logger.event("repacked", step=step, members=kept,
+                            of=kept + sum(len(x.part.seeds) for x in leaving))
+    print(f"[rnnlab] step {step}: {kept} of {kept + sum(len(b.part.seeds) for b in leaving)} "
+          f"members still train; the program continues with them", file=sys.stderr)
+    return state, best_state, place
 
 
 def _spread(values: np.ndarray) -> dict[str, float]:

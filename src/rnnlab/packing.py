@@ -109,9 +109,12 @@ class PackedJob:
     overrides: str  # hydra.job.override_dirname (for messages)
 
 
-def execute_packed(entries: list[tuple[DictConfig, Path, Any]]) -> list[Any]:
+def execute_packed(entries: list[tuple[DictConfig, Path, Any]],
+                   repack: str = "auto") -> list[Any]:
     """Trains several jobs as one program; ``entries`` are ``(cfg, run_dir, trainer)`` whose
-    configs have the same :func:`pack_key` (trainers from :func:`rnnlab.loop.build`).
+    configs have the same :func:`pack_key` (trainers from :func:`rnnlab.loop.build`);
+    ``repack``: when the program drops the members of jobs that stopped
+    (:func:`rnnlab.loop.fit_members`).
 
     Returns, per job, its summary (as :func:`rnnlab.loop.execute` returns it) or the exception
     it ended with (its run folder records it, as an unpacked job's does). Jobs that resume from
@@ -174,7 +177,7 @@ def execute_packed(entries: list[tuple[DictConfig, Path, Any]]) -> list[Any]:
                 results = fit_members(first.trainer, keys, parts, hparams=hparams,
                                       inits=[run.trainer.init for _, run in group],
                                       sharding=member_sharding(first.cfg, members), stop=stop,
-                                      **fit_options(first.cfg))
+                                      repack=repack, **fit_options(first.cfg))
         except Exception as err:
             if isinstance(err, Interrupted):
                 interrupted = err
@@ -192,7 +195,7 @@ def execute_packed(entries: list[tuple[DictConfig, Path, Any]]) -> list[Any]:
     return outcome
 
 
-def run_group(group: list[PackedJob]) -> list[float | None]:
+def run_group(group: list[PackedJob], repack: str = "auto") -> list[float | None]:
     """What ``python -m rnnlab.run`` does for each job of a sweep (:func:`rnnlab.run._job`),
     for the jobs of one packed group: a job that finished in an earlier run of the sweep is
     kept; a job with a bad value is refused alone (its folder records it; nothing compiled);
@@ -219,7 +222,7 @@ def run_group(group: list[PackedJob]) -> list[float | None]:
         return values
     with jobs.console_to_run_log(*(group[k].run_dir for k, _ in ready)):
         outcome = execute_packed([(group[k].cfg, group[k].run_dir, trainer)
-                                  for k, trainer in ready])
+                                  for k, trainer in ready], repack=repack)
     for (k, _), result in zip(ready, outcome, strict=True):
         job = group[k]
         with jobs.console_to_run_log(job.run_dir):
