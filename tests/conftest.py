@@ -8,7 +8,9 @@ The suite compiles hundreds of small programs and runs each a few times, so it s
 slower programs; 27% less wall time on the cell tests), inherited by the CLI subprocesses.
 The tests compare against references at float tolerances and runs against runs made under
 the same setting; set the variable to 0 to run them on the optimised compiler.
-``JAX_NUM_CPU_DEVICES=1``: one CPU device (see below).
+``JAX_NUM_CPU_DEVICES=1``: one CPU device (see below). The tests run in pytest-xdist worker
+processes (``-n auto``, at most 4, in pyproject's addopts; ``-n 0`` for one process), each
+with these settings.
 
 ``XDG_CACHE_HOME`` points at a temporary folder for the session (removed at its end), so the
 runs the tests start keep their compilation cache there, not in the user's ~/.cache."""
