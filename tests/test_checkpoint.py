@@ -113,7 +113,10 @@ def test_killed_run_resumes_to_bitwise_the_same_result(runs):
         for key in a.files:
             np.testing.assert_array_equal(a[key], b[key])
     events = [json.loads(x) for x in (dirs["killed"] / "events.jsonl").read_text().splitlines()]
-    assert [e["event"] for e in events] == ["resumed"] and events[0]["step"] >= 20
+    # from a checkpoint: the one at step 20 or later the signal waited for, or the one before
+    # it when the kill landed while step 20's was being committed (then unfinished and passed
+    # over: see test_a_run_resumed_before_an_unfinished_checkpoint_writes_that_step_again)
+    assert [e["event"] for e in events] == ["resumed"] and events[0]["step"] >= 10
 
 
 def test_sigterm_checkpoints_then_resumes(runs):
