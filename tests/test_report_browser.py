@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnlab import report
+from rnnlab import jobs, report
 from rnnlab.config import compose
 from rnnlab.loop import execute
 
@@ -36,8 +36,9 @@ def html_report(tmp_path_factory):
         execute(compose([f"cell={cell}", *TINY, f"task.length={length}"]),
                 root / f"{i}_copy_{cell}")
     execute(compose(["cell=gru", *FORECAST]), root / "2_forecast_gru")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as refused:  # refused before anything is written ...
         execute(compose(["cell=gru", *TINY, "task.length=0"]), root / "3_copy_gru")
+    jobs.record_failed_job(root / "3_copy_gru", refused.value)  # ... then recorded, as a sweep does
     written = report.make_report(root, root / "report", html=True)
     return written
 
