@@ -37,7 +37,6 @@ from rnnlab.checks import ConfigError
 
 LOCK_NAME = ".rnnlab.lock"
 SUMMARY = "summary.json"
-WORKER_DIED = "WorkerDied"  # the error of a sweep job whose process died (rnnlab.launchers)
 EXIT_BAD_INPUT = 2  # a value that cannot run (nothing was trained)
 EXIT_FAILED = 1  # a run, or any job of a sweep, failed while running
 
@@ -47,6 +46,12 @@ _state: dict[str, Any] = {"exit_code": 0, "prebuilt": None}
 def full_errors() -> bool:
     """``HYDRA_FULL_ERROR=1``: show tracebacks instead of one-line messages."""
     return os.environ.get("HYDRA_FULL_ERROR", "") not in ("", "0")
+
+
+class WorkerDied(RuntimeError):
+    """A sweep job whose process ended without returning: killed by a signal (the kernel's
+    out-of-memory killer, a scheduler's limit) or crashed in native code (recorded by
+    :func:`rnnlab.launchers.lost_job`)."""
 
 
 def fail(message: str, code: int) -> None:
@@ -125,7 +130,7 @@ def finished(run_dir: Path) -> bool:
         status, error = None, ""
     if status == "ok":
         return True
-    if error.startswith(WORKER_DIED):
+    if error.startswith(WorkerDied.__name__):
         return False
     return not any((Path(run_dir) / "checkpoints").glob("[0-9]*"))
 

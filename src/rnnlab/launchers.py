@@ -48,7 +48,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from rnnlab import jobs
+from rnnlab import _cpu_cores, jobs
 
 EXTRA = "cluster"  # pip install "rnnlab[cluster]" installs every plugin below
 GROUPS = {"hydra/launcher": "launcher", "hydra/sweeper": "sweeper"}
@@ -231,11 +231,6 @@ class SharesOneGpu:
 
 
 # ---- jobs whose process died ------------------------------------------------------------------
-class WorkerDied(RuntimeError):
-    """A sweep job whose process ended without returning: killed by a signal (the kernel's
-    out-of-memory killer, a scheduler's limit) or crashed in native code."""
-
-
 def job_run_dir(hydra_context, config: DictConfig, overrides, job_num: int) -> Path:
     """The run folder Hydra gives job ``job_num`` of a sweep with these ``overrides``
     (``hydra.sweep.dir``/``hydra.sweep.subdir``, as ``hydra.core.utils.run_job`` makes it)."""
@@ -256,15 +251,16 @@ def started_since(run_dir: Path, since: float) -> bool:
 
 
 def lost_job(hydra_context, config: DictConfig, overrides, job_num: int, reason: str):
-    """What the launcher returns for a job whose process died (:class:`WorkerDied`): its run
-    folder gets a failed ``summary.json`` naming ``reason`` (unless the job wrote its own),
+    """What the launcher returns for a job whose process died
+    (:class:`rnnlab.jobs.WorkerDied`): its run folder gets a failed ``summary.json`` naming
+    ``reason`` (unless the job wrote its own),
     the sweep's console a FAILED line, the command exit status 1; the job's value is None
     (a failed trial for a sweeper), so the sweep goes on. What the job logged is kept, and a
     checkpoint it wrote lets a rerun of the sweep resume it."""
     from hydra.core.utils import JobReturn, JobStatus
 
     run_dir = job_run_dir(hydra_context, config, overrides, job_num)
-    err = WorkerDied(reason)
+    err = jobs.WorkerDied(reason)
     jobs.record_failed_job(run_dir, err)
     shown = " ".join(o for o in overrides if not o.startswith(("hydra.", "++hydra.")))
     jobs.fail(f"[rnnlab] job {job_num} ({shown}) FAILED: WorkerDied: {reason}\n"
@@ -276,10 +272,8 @@ def lost_job(hydra_context, config: DictConfig, overrides, job_num: int, reason:
 
 
 def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    """The CPU cores this process may use (also rnnlab's CPU device count: rnnlab/__init__.py)."""
+    return _cpu_cores()
 
 
 # ---- Optuna ------------------------------------------------------------------------------------

@@ -278,19 +278,6 @@ REPACK = ("auto", "always", "never")
 REPACK_MIN_FRACTION = 0.25  # of the program's rows, idle before ``repack="auto"`` drops them
 
 
-def _resharded(sharding, members: int):
-    """``sharding``'s devices for a member axis of ``members`` rows: as many as divide them
-    (as :func:`member_sharding` chooses), or the first device alone."""
-    from jax.sharding import Mesh, NamedSharding
-
-    devices = list(sharding.mesh.devices.flat)
-    n = max(d for d in range(1, len(devices) + 1) if members % d == 0)
-    if n == 1:
-        return devices[0]
-    return NamedSharding(Mesh(np.asarray(devices[:n]), sharding.mesh.axis_names),
-                         sharding.spec)
-
-
 def _repack_pays(repack: str, idle: int, members: int, chunk_seconds: list[float],
                  chunks_left: int) -> bool:
     """Whether to drop ``idle`` of the program's ``members`` rows now (see :func:`fit_members`:
@@ -515,8 +502,11 @@ def _repack(program: list[_Book], state, best_state, patience, evaluate, shardin
         else:
             b.left = ()
     rows = np.concatenate([np.arange(b.rows.start, b.rows.stop) for b in staying])
-    kept = len(rows)
-    target = None if sharding is None else _resharded(sharding, kept)
+    kept, total = len(rows), sum(len(b.part.seeds) for b in program)
+    target = None
+    if sharding is not None:  # the devices that divide the rows left, else the first alone
+        devices = list(sharding.mesh.devices.flat)
+        target = _sharding_over(devices, kept) or devices[0]
 
     def place(tree):
         return tree if target is None else jax.device_put(tree, target)
@@ -528,10 +518,9 @@ def _repack(program: list[_Book], state, best_state, patience, evaluate, shardin
     for b in staying:
         b.rows = slice(start, start + len(b.part.seeds))
         start += len(b.part.seeds)
-        b.part.logger.event("repacked", step=step, members=kept,
-                            of=kept + sum(len(x.part.seeds) for x in leaving))
-    print(f"[rnnlab] step {step}: {kept} of {kept + sum(len(b.part.seeds) for b in leaving)} "
-          f"members still train; the program continues with them", file=sys.stderr)
+        b.part.logger.event("repacked", step=step, members=kept, of=total)
+    print(f"[rnnlab] step {step}: {kept} of {total} members still train; the program "
+          f"continues with them", file=sys.stderr)
     return state, best_state, place
 
 
@@ -793,11 +782,15 @@ def member_sharding(cfg, members: int | None = None):
     """A sharding of the member axis (``members`` rows; default ``train.num_seeds``) over the
     local devices (``train.devices``; null: as many as divide the members), or None for one
     device."""
+    members = int(cfg.train.num_seeds) if members is None else int(members)
+    return _sharding_over(jax.local_devices(), members, cfg.train.devices)
+
+
+def _sharding_over(devices: list, members: int, n: int | None = None):
+    """The member axis (``members`` rows) sharded over the first ``n`` of ``devices`` (None:
+    as many as divide the members), or None for one device or an uneven split."""
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    devices = jax.local_devices()
-    members = int(cfg.train.num_seeds) if members is None else int(members)
-    n = cfg.train.devices
     if n is None:
         n = max(d for d in range(1, len(devices) + 1) if members % d == 0)
     if n == 1 or members % n:
