@@ -248,10 +248,12 @@ class Stepper:
 
 
 def member_devices(members: int) -> int:
-    """The devices rnnlab shards ``members`` over by default (``train.devices=null``: as many
-    local devices as divide them; on a CPU one device per core, see rnnlab/__init__.py)."""
-    n = len(jax.local_devices())
-    return max(d for d in range(1, n + 1) if members % d == 0)
+    """The devices rnnlab shards ``members`` over by default (``train.devices=null``:
+    :func:`rnnlab.loop.member_layout`, the fewest members per device; on a CPU one device per
+    core, see rnnlab/__init__.py)."""
+    from rnnlab.loop import member_layout
+
+    return member_layout(members, len(jax.local_devices()))[0]
 
 
 def jax_train_step(model: nn.Module, shape: Shape, members: int | None = None,
@@ -261,8 +263,11 @@ def jax_train_step(model: nn.Module, shape: Shape, members: int | None = None,
     ``chunk`` too, the members run ``chunk`` at a time: ``jax.lax.map`` over
     ``members // chunk`` groups of a step vmapped over ``chunk`` (same results); with
     ``devices`` > 1, the members sharded over that many local devices (as rnnlab shards a
-    run's seeds: :func:`member_devices`)."""
+    run's seeds: :func:`member_devices`), padded to a multiple of them with more members as
+    rnnlab pads (the step then computes the padded count; per model, divide by ``members``)."""
     tx = optimizer()
+    if members is not None and devices > 1:
+        members = -(-members // devices) * devices
     x, y = data(shape, seed, members)
     step = make_train_step(model, tx)
     if members is None:

@@ -3,9 +3,11 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,14 +20,14 @@ TINY = ["cell.hidden_size=8", "task.length=2", "task.copy_length=3", "train.step
 
 
 def test_seeds_sharded_over_four_devices_match_one_device(tmp_path):
-    # one process for the three command lines (XLA's device count is fixed when it starts)
+    # one process for the command lines (XLA's device count is fixed when it starts)
     for name in ("a", "b", "c"):
         (tmp_path / name).mkdir()
     one, four, bad = run_command_lines(
         [([*TINY, "train.devices=1", f"hydra.run.dir={tmp_path / 'one'}"], tmp_path / "a"),
-         # default: as many devices as divide 4 seeds
+         # default: 4 seeds, one per device
          ([*TINY, f"hydra.run.dir={tmp_path / 'four'}"], tmp_path / "b"),
-         ([*TINY, "train.devices=3", f"hydra.run.dir={tmp_path / 'bad'}"], tmp_path / "c")],
+         ([*TINY, "train.devices=5", f"hydra.run.dir={tmp_path / 'bad'}"], tmp_path / "c")],
         env={"JAX_NUM_CPU_DEVICES": "4"})
     assert one["code"] == 0 and four["code"] == 0, (one["err"], four["err"])
     a = pd.read_json(tmp_path / "one" / "metrics.jsonl", lines=True)
@@ -34,12 +36,59 @@ def test_seeds_sharded_over_four_devices_match_one_device(tmp_path):
     sa = json.loads((tmp_path / "one" / "summary.json").read_text())
     sb = json.loads((tmp_path / "four" / "summary.json").read_text())
     assert (sa["devices"], sb["devices"]) == (1, 4)
+    assert sa["padding_members"] == sb["padding_members"] == 0
     for metric, stats in sa["final"].items():
         assert sb["final"][metric]["mean"] == pytest.approx(stats["mean"], rel=1e-5)
-    # seeds that do not divide over the devices are refused by name
-    assert bad["code"] == 2 and "train.num_seeds=4 cannot be split evenly over " \
-                               "train.devices=3" in bad["err"]
+    # more devices than there are is refused by name
+    assert bad["code"] == 2 and "train.devices" in bad["err"] and "got 5" in bad["err"]
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize(("layout", "devices", "padding"),
+                         [([], 3, 1),  # 5 seeds on 4 devices: 2 + 2 + 2 rows, one a copy
+                          (["train.devices=4"], 4, 3)])  # exactly 4 devices: 2 rows each
+def test_seeds_the_devices_do_not_divide_are_padded_and_resume(tmp_path, layout, devices,
+                                                              padding):
+    """Five seeds on four devices: the rows are padded with copies of seed 0 that are
+    computed and thrown away; metrics, gradient curves and summary hold the five seeds, as on
+    one device, and a run resumed from a checkpoint midway ends the same."""
+    five = [*TINY, "train.num_seeds=5", "train.checkpoint_every=2"]
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+    one, padded = run_command_lines(
+        [([*five, "train.devices=1", f"hydra.run.dir={tmp_path / 'one'}"], tmp_path / "a"),
+         ([*five, *layout, f"hydra.run.dir={tmp_path / 'padded'}"], tmp_path / "b")],
+        env={"JAX_NUM_CPU_DEVICES": "4"})
+    assert one["code"] == 0 and padded["code"] == 0, (one["err"], padded["err"])
+    a = pd.read_json(tmp_path / "one" / "metrics.jsonl", lines=True)
+    b = pd.read_json(tmp_path / "padded" / "metrics.jsonl", lines=True)
+    assert sorted(b["seed"].unique()) == [0, 1, 2, 3, 4]
+    pd.testing.assert_frame_equal(a, b, rtol=1e-5)
+    sa = json.loads((tmp_path / "one" / "summary.json").read_text())
+    sb = json.loads((tmp_path / "padded" / "summary.json").read_text())
+    assert (sb["devices"], sb["padding_members"]) == (devices, padding)
+    assert sorted(sb["per_seed"]) == ["0", "1", "2", "3", "4"]
+    for seed, metrics in sa["per_seed"].items():
+        for k, v in metrics.items():
+            assert sb["per_seed"][seed][k] == pytest.approx(v, rel=1e-5), (seed, k)
+    with np.load(tmp_path / "one" / "gradients.npz") as ga, \
+            np.load(tmp_path / "padded" / "gradients.npz") as gb:
+        assert ga["layer_0/h/mean"].shape == gb["layer_0/h/mean"].shape
+        assert gb["layer_0/h/mean"].shape[:2] == (3, 5)  # measurements x seeds
+        np.testing.assert_allclose(gb["layer_0/h/mean"], ga["layer_0/h/mean"], rtol=1e-4)
+    # resumed from step 2 (the run folder as a kill after that checkpoint leaves it)
+    resumed = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "padded", resumed, ignore=shutil.ignore_patterns("summary.json"))
+    shutil.rmtree(resumed / "checkpoints" / "4")
+    (again,) = run_command_lines(
+        [([*five, *layout, f"hydra.run.dir={resumed}"], tmp_path / "c")],
+        env={"JAX_NUM_CPU_DEVICES": "4"})
+    assert again["code"] == 0, again["err"]
+    events = [json.loads(x) for x in (resumed / "events.jsonl").read_text().splitlines()]
+    assert {"event": "resumed", "step": 2} in events
+    pd.testing.assert_frame_equal(pd.read_json(resumed / "metrics.jsonl", lines=True), b)
+    sc = json.loads((resumed / "summary.json").read_text())
+    assert sc["per_seed"] == sb["per_seed"]
 
 
 def _devices_after_import(env: dict[str, str], code: str = "import rnnlab, jax") -> int:

@@ -380,3 +380,51 @@ def test_a_job_that_stops_early_stops_alone(tmp_path):
         for metric, stats in never.items():
             assert always[metric] == pytest.approx(stats, rel=RTOL, abs=1e-7)
     _assert_same_metrics(tmp_path / "always" / "0", tmp_path / "never" / "0")
+
+
+REPACK_PADDED = r"""
+import json, sys
+from pathlib import Path
+from rnnlab import packing
+from rnnlab.config import compose
+from rnnlab.loop import build, execute
+tiny, jobs, root = json.loads(sys.argv[1]), json.loads(sys.argv[2]), Path(sys.argv[3])
+cfgs = {k: compose([*tiny, *v]) for k, v in jobs.items()}
+for k in ("a", "b"):
+    execute(compose([*tiny, *jobs[k], "train.devices=1"]), root / f"alone_{k}")
+out = packing.execute_packed([(cfgs[k], root / k, build(cfgs[k])) for k in jobs],
+                             repack="always")
+print(json.dumps([o if isinstance(o, dict) else repr(o) for o in out]))
+"""
+
+
+def test_a_padded_program_repacks_padded_again(tmp_path):
+    """Seven members on two devices (a: 3 seeds, b: 2, c: 2) run as 4 + 4 rows, one a copy;
+    once c has diverged the five left run as 3 + 3, one a copy again. a and b log what they
+    log alone on one device."""
+    import os
+    import subprocess
+    import sys
+
+    jobs = {"a": [*JOBS["a"], "train.num_seeds=3"], "b": JOBS["b"],
+            "c": [*JOBS["c"], "train.seed=7"]}
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2"}
+    proc = subprocess.run([sys.executable, "-c", REPACK_PADDED, json.dumps(TINY),
+                           json.dumps(jobs), str(tmp_path)], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b, c = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "FloatingPointError" in c
+    assert (a["devices"], a["padding_members"], a["packed_members"]) == (2, 1, 7)
+    assert a["steps_run"] == b["steps_run"] == 6
+    for k in ("a", "b"):
+        _assert_same_metrics(tmp_path / k, tmp_path / f"alone_{k}")
+        events = [json.loads(x) for x in (tmp_path / k / "events.jsonl").read_text()
+                  .splitlines()]
+        assert [e for e in events if e["event"] == "repacked"] == [
+            {"event": "repacked", "step": 2, "members": 5, "of": 7}]
+        alone = json.loads((tmp_path / f"alone_{k}" / "summary.json").read_text())
+        assert alone["devices"] == 1
+        for metric, stats in alone["final"].items():
+            assert (a, b)[k == "b"]["final"][metric] == pytest.approx(stats, rel=RTOL,
+                                                                      abs=1e-7)

@@ -69,8 +69,8 @@ class TrainConfig:
     # null: every 10 chunks; 0: no checkpoints
     checkpoint_keep: int = 2  # checkpoints kept (the newest)
     resume: bool = True  # continue an unfinished run found in the run folder; false: afresh
-    devices: int | None = None  # local devices the seeds are sharded over; null: all that
-    # divide num_seeds
+    devices: int | None = None  # local devices the seeds are sharded over (padded with
+    # computed copies of seed 0 to a multiple of them); null: the fewest seeds per device
     compilation_cache: str | None = "${oc.env:XDG_CACHE_HOME,'~/.cache'}/rnnlab/jax"  # JAX's
     # persistent compilation cache (programs compiled once per shape, reused by later runs and
     # sweep jobs), under $XDG_CACHE_HOME (else ~/.cache); null: off

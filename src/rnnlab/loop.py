@@ -323,6 +323,10 @@ def fit_members(trainer: Trainer, keys: jax.Array, parts: list[Part], *,
     final results when it leaves (its best state with ``patience``, which no longer changes).
     Every resumed part must resume from the same step.
 
+    With ``sharding`` (:func:`member_sharding`) the rows are padded to a multiple of its
+    devices with copies of the first member (:func:`member_layout`): computed, never logged,
+    checkpointed or returned.
+
     Returns one entry per part: ``(state, eval_metrics, info)`` as :func:`fit` returns, or the
     ``FloatingPointError`` of a part whose every seed diverged. Raises :class:`Interrupted`
     after a stop signal (every part checkpointed first)."""
@@ -331,8 +335,14 @@ def fit_members(trainer: Trainer, keys: jax.Array, parts: list[Part], *,
     evaluate = _jit_light(jax.vmap(trainer.evaluate))
     probe = _jit_light(jax.vmap(trainer.probe))
     select = jax.jit(_select)
-    place = (lambda tree: tree) if sharding is None else (
-        lambda tree: jax.device_put(tree, sharding))
+    real = sum(len(p.seeds) for p in parts)  # the program's rows before its padding
+    pad = padded_members(sharding, real) - real
+
+    def place(tree):  # padded with copies of the first member, sharded
+        if pad:
+            tree = jax.tree.map(lambda v: jnp.concatenate([v, jnp.repeat(v[:1], pad, 0)]),
+                                tree)
+        return tree if sharding is None else jax.device_put(tree, sharding)
 
     resumed = [p.resume is not None for p in parts]
     if any(resumed) and not all(resumed):
@@ -348,7 +358,7 @@ def fit_members(trainer: Trainer, keys: jax.Array, parts: list[Part], *,
         ev = _host(evaluate(state))
         start = 0
         for p in parts:
-            books.append(_Book(p, start, ev, whole=len(parts) == 1))
+            books.append(_Book(p, start, ev, whole=len(parts) == 1 and not pad))
             start += len(p.seeds)
         for b in books:
             b.part.logger.log(0, "eval", b.take(ev), b.part.seeds)
@@ -366,7 +376,7 @@ def fit_members(trainer: Trainer, keys: jax.Array, parts: list[Part], *,
         best_state = joined("best") if "best" in parts[0].resume[0] else state
         start = 0
         for p in parts:
-            books.append(_Book(p, start, None, whole=len(parts) == 1))
+            books.append(_Book(p, start, None, whole=len(parts) == 1 and not pad))
             start += len(p.seeds)
         if len({b.step for b in books}) > 1:
             raise ValueError(f"fit_members: parts resume from different steps "
@@ -440,7 +450,7 @@ def fit_members(trainer: Trainer, keys: jax.Array, parts: list[Part], *,
                 best_state = select(jnp.asarray(improved), state, best_state)
             if bar is not None:
                 bar.update(trainer.chunk_size)
-                bar.set_postfix({k: f"{np.nanmean(v):.4g}" for k, v in ev.items()})
+                bar.set_postfix({k: f"{np.nanmean(v[:real]):.4g}" for k, v in ev.items()})
             stopping = stop is not None and stop.received is not None
             for b in books:
                 if b.error is None and b.step == step and b.part.checkpoints is not None and (
@@ -455,11 +465,10 @@ def fit_members(trainer: Trainer, keys: jax.Array, parts: list[Part], *,
                 stop.forward()
             program = [b for b in books if b.in_program]
             idle = sum(len(b.part.seeds) for b in program if not b.active)
-            members = sum(len(b.part.seeds) for b in program)
-            if _repack_pays(repack, idle, members, chunk_seconds,
+            if _repack_pays(repack, idle, real, chunk_seconds,
                             (trainer.steps - step) // trainer.chunk_size):
-                state, best_state, place = _repack(program, state, best_state, patience,
-                                                   evaluate, sharding, step)
+                state, best_state, real = _repack(program, state, best_state, patience,
+                                                  evaluate, sharding, step)
                 chunk_seconds = chunk_seconds[:1]  # the next chunk compiles again
         for b in books:
             if (b.in_program and b.error is None and b.part.checkpoints is not None
@@ -490,7 +499,9 @@ def _repack(program: list[_Book], state, best_state, patience, evaluate, shardin
             step: int):
     """Drops the rows of the parts of ``program`` that stopped (:func:`fit_members`'s
     ``repack``): a part that stopped early keeps its final state and evaluation (taken now),
-    the others' rows move up. Returns ``(state, best_state, place)`` for the rows left."""
+    the others' rows move up, laid out again over the program's devices
+    (:func:`member_layout`, padded with copies of the first row left). Returns
+    ``(state, best_state, rows left)``."""
     leaving = [b for b in program if not b.active]
     staying = [b for b in program if b.active]
     final = state if patience is None else best_state
@@ -504,9 +515,11 @@ def _repack(program: list[_Book], state, best_state, patience, evaluate, shardin
     rows = np.concatenate([np.arange(b.rows.start, b.rows.stop) for b in staying])
     kept, total = len(rows), sum(len(b.part.seeds) for b in program)
     target = None
-    if sharding is not None:  # the devices that divide the rows left, else the first alone
+    if sharding is not None:
         devices = list(sharding.mesh.devices.flat)
-        target = _sharding_over(devices, kept) or devices[0]
+        layout = _sharding_over(devices, kept)
+        rows = np.concatenate([rows, np.repeat(rows[:1], padded_members(layout, kept) - kept)])
+        target = layout or devices[0]
 
     def place(tree):
         return tree if target is None else jax.device_put(tree, target)
@@ -521,7 +534,7 @@ def _repack(program: list[_Book], state, best_state, patience, evaluate, shardin
         b.part.logger.event("repacked", step=step, members=kept, of=total)
     print(f"[rnnlab] step {step}: {kept} of {total} members still train; the program "
           f"continues with them", file=sys.stderr)
-    return state, best_state, place
+    return state, best_state, kept
 
 
 def _spread(values: np.ndarray) -> dict[str, float]:
@@ -780,22 +793,50 @@ def checkpoint_every(cfg) -> int | None:
 
 def member_sharding(cfg, members: int | None = None):
     """A sharding of the member axis (``members`` rows; default ``train.num_seeds``) over the
-    local devices (``train.devices``; null: as many as divide the members), or None for one
-    device."""
+    local devices (``train.devices`` of them; null: see :func:`member_layout`), or None for
+    one device. The program's rows are ``padded_members(sharding, members)``."""
     members = int(cfg.train.num_seeds) if members is None else int(members)
     return _sharding_over(jax.local_devices(), members, cfg.train.devices)
 
 
+def member_layout(members: int, devices: int, n: int | None = None) -> tuple[int, int]:
+    """``(devices used, rows)`` for ``members`` members on at most ``devices`` devices.
+
+    Each device runs its rows one after the other in effect (on the CPU, one device per core:
+    a step's time grows with the rows of its device), so the layout with the fewest rows per
+    device wins: ``per = ceil(members / min(members, devices))`` rows on
+    ``ceil(members / per)`` devices, the rows padded to ``devices x per`` with copies of the
+    first member that are computed and thrown away (3 members on 2 devices: 2 + 2 rows, one of
+    them a copy; 5 on 4: 2 + 2 + 2 on 3 devices). ``n`` (``train.devices``) asks for exactly
+    that many devices (at most ``members``): ``members`` padded to a multiple of it."""
+    if members < 1 or devices < 1:
+        raise ValueError(f"member_layout: {members} members on {devices} devices")
+    if n is not None:
+        n = min(int(n), members)
+        return n, -(-members // n) * n
+    per = -(-members // min(members, devices))
+    used = -(-members // per)
+    return used, used * per
+
+
+def padded_members(sharding, members: int) -> int:
+    """The rows of a program whose ``members`` members are placed with ``sharding``
+    (:func:`member_sharding`): ``members`` padded to a multiple of its devices."""
+    if sharding is None:
+        return members
+    n = sharding.mesh.size
+    return -(-members // n) * n
+
+
 def _sharding_over(devices: list, members: int, n: int | None = None):
-    """The member axis (``members`` rows) sharded over the first ``n`` of ``devices`` (None:
-    as many as divide the members), or None for one device or an uneven split."""
+    """The member axis (``members`` rows, padded as :func:`member_layout` says) sharded over
+    the first devices of ``devices``, or None when that layout is one device."""
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    if n is None:
-        n = max(d for d in range(1, len(devices) + 1) if members % d == 0)
-    if n == 1 or members % n:
+    used, _ = member_layout(members, len(devices), n)
+    if used == 1:
         return None
-    return NamedSharding(Mesh(np.asarray(devices[:n]), ("seeds",)), PartitionSpec("seeds"))
+    return NamedSharding(Mesh(np.asarray(devices[:used]), ("seeds",)), PartitionSpec("seeds"))
 
 
 seed_sharding = member_sharding  # the one-job name
@@ -918,8 +959,10 @@ class JobRun:
         summary = summarize(cfg, trainer, seeds, ev, fit_info, gradient_summary(self.logger))
         summary["main_metric"] = {"name": trainer.task.main_metric,
                                   "maximize": trainer.task.maximize}
-        sharding = member_sharding(cfg, members or len(seeds))
-        summary["devices"] = 1 if sharding is None else len(sharding.mesh.devices)
+        rows = members or len(seeds)
+        sharding = member_sharding(cfg, rows)
+        summary["devices"] = 1 if sharding is None else sharding.mesh.size
+        summary["padding_members"] = padded_members(sharding, rows) - rows
         if members is not None:
             summary["packed_members"] = members
         hparams = self.hparams()

@@ -388,10 +388,6 @@ def validate(cfg) -> None:
     if t.devices is not None:
         n_devices = len(jax.local_devices())
         check_int("train.devices", t.devices, 1, n_devices, why=f" (local devices: {n_devices})")
-    if t.devices is not None and t.num_seeds % t.devices:
-        raise ConfigError(f"train.num_seeds={t.num_seeds} cannot be split evenly over "
-                          f"train.devices={t.devices}; use a multiple of {t.devices} seeds, or "
-                          f"train.devices=null (as many devices as divide the seeds)")
     check_int("gradients.batch_size", g.batch_size, 1)
     check_int("gradients.every", g.every, 0, why=" (0: at initialisation and the end only)")
     if g.enabled and g.every and g.every < t.steps and g.every % t.log_every:
