@@ -340,27 +340,3 @@ def test_forecast_rows_from_two_sweeps_name_their_sweep(tmp_path):
     assert any(line.startswith("| gru | a | 8 | 100 | 3 |") for line in lines)
     assert any(line.startswith("| gru | b | 8 | 100 | 3 |") for line in lines)
     assert "| baseline: naive | | | | | | 1.5 |" in md
-
-
-PRELOAD = r"""
-import sys, threading
-from rnnlab.logging import LocalSink
-sink = LocalSink(sys.argv[1], plots=sys.argv[2] == "1")
-sink.start({}, {})
-for t in threading.enumerate():
-    if t.name == "rnnlab-preload-plots":
-        t.join()
-print("rnnlab.plots" in sys.modules, "matplotlib" in sys.modules)
-"""
-
-
-@pytest.mark.parametrize(("plots_on", "loaded"), [(True, "True True"), (False, "False False")])
-def test_the_run_folder_imports_matplotlib_while_the_run_trains(tmp_path, plots_on, loaded):
-    """With ``logger.plots`` the figures' module is imported in a thread as the run starts
-    (overlapping compilation and training), not at the run's end; without, never."""
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", PRELOAD, str(tmp_path), "1" if plots_on
-                          else "0"], capture_output=True, text=True, timeout=120, check=True)
-    assert out.stdout.strip() == loaded

@@ -21,13 +21,10 @@ The default mode is ``offline``: no login, no prompt, no network at all; runs sy
 in the run folder.
 """
 
-import contextlib
-import importlib
 import json
 import math
 import os
 import sys
-import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -95,8 +92,6 @@ class LocalSink(Sink):
         self.info = info
         (self.dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         (self.dir / "metrics.jsonl").touch()
-        if self.plots:
-            preload_plots()
 
     def _append(self, name: str, record: dict):
         with open(self.dir / name, "a") as f:
@@ -167,21 +162,6 @@ class LocalSink(Sink):
                 plots.run_plots(self.dir)
             except Exception as err:  # a plot must never cost a run its results
                 warnings.warn(f"plotting failed in {self.dir}: {err!r}", stacklevel=2)
-
-
-def preload_plots() -> None:
-    """Imports :mod:`rnnlab.plots` (matplotlib: about 0.7 s of CPU) in a daemon thread, so
-    that the import overlaps the compilation and the training (both release the GIL) instead
-    of adding to the run's end. An import that fails there fails again, and is reported, when
-    :meth:`LocalSink.finish` imports the module itself."""
-    if "rnnlab.plots" in sys.modules:
-        return
-
-    def load():
-        with contextlib.suppress(Exception):  # finish() imports it again and reports it
-            importlib.import_module("rnnlab.plots")
-
-    threading.Thread(target=load, name="rnnlab-preload-plots", daemon=True).start()
 
 
 DEFAULT_INIT_TIMEOUT = 15.0  # seconds; logger.wandb.init_timeout
