@@ -185,3 +185,27 @@ def test_every_file_of_a_run_folder_is_in_the_readme_table(offline_run):
             continue
         name = path.name + ("/" if path.is_dir() else "")
         assert name in listed, f"{name} is not in README's run-folder table"
+
+
+def test_each_packed_job_keeps_its_own_wandb_run(tmp_path, capsys):
+    """Packed jobs log to W&B side by side in one process: each job's offline run carries its
+    whole history and its results table (no job's run is finished by the next one's start)."""
+    from rnnlab import packing
+    from rnnlab.loop import build
+
+    base = ["cell=rnn", "cell.hidden_size=4", "task.length=2", "task.copy_length=3",
+            "train.steps=4", "train.log_every=2", "train.num_seeds=1", "train.batch_size=4",
+            "train.eval_batch_size=8", "gradients.enabled=false", "logger.progress=false",
+            "logger.plots=false", "logger.wandb.mode=offline", "train.compilation_cache=null",
+            "train.checkpoint_every=0"]
+    cfgs = [compose([*base, f"optim.learning_rate={lr}"]) for lr in (1e-3, 1e-2)]
+    outcome = packing.execute_packed([(c, tmp_path / f"job{i}", build(c))
+                                      for i, c in enumerate(cfgs)])
+    assert [o["status"] for o in outcome] == ["ok", "ok"]
+    assert "W&B" not in capsys.readouterr().err
+    for i in range(2):
+        records = list((tmp_path / f"job{i}" / "wandb").glob("offline-run-*/run-*.wandb"))
+        assert len(records) == 1, records
+        record = records[0].read_bytes()
+        for key in (b"results", b"eval/loss", b"train/loss"):
+            assert key in record, (i, key)

@@ -243,10 +243,12 @@ class WandbSink(Sink):
                       f"the local run folder only)", file=sys.stderr, flush=True)
             settings = wandb.Settings(silent=True, console="off", init_timeout=timeout,
                                       x_disable_stats=True)
+            # create_new: packed jobs keep their runs open side by side in one process
+            # ("finish_previous" would finish every other job's run at each start)
             self.run = wandb.init(project=self.project, entity=self.entity, group=self.group,
                                   tags=self.tags, name=self.name, mode=self.mode,
                                   dir=str(self.dir), config={**config, "info": info},
-                                  settings=settings, reinit="finish_previous",
+                                  settings=settings, reinit="create_new",
                                   id=self.run_id, resume="allow" if self.run_id else None)
             self.run_id = self.run.id
         except Exception as err:
