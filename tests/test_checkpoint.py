@@ -327,3 +327,37 @@ def test_a_resumed_run_keeps_its_wandb_run(tmp_path, monkeypatch):
     # starts within the same second as the first
     pattern = rf"offline-run-\d{{8}}_\d{{6}}-{position['wandb_id']}(-\d+)?"
     assert len(runs) == 2 and all(re.fullmatch(pattern, r.name) for r in runs), runs
+
+
+class _Killed(BaseException):
+    """Stands in for a signal's default action ending the process (no handler, no cleanup)."""
+
+
+def test_a_run_killed_while_finishing_resumes_and_finishes(tmp_path, monkeypatch):
+    """Killed after training, while its figures are drawn: summary.json is the run's last
+    write, so the folder holds none and the rerun resumes from the final checkpoint, redoes
+    the final evaluation and figures, and ends as the uninterrupted run does."""
+    from rnnlab import plots
+    from rnnlab.loop import execute
+
+    cfg = compose([*TINY, "train.steps=8", "logger.plots=true", "gradients.every=4"])
+    want = execute(cfg, tmp_path / "reference")
+
+    def killed(run_dir, summary=None):
+        raise _Killed
+
+    run = tmp_path / "killed"
+    with monkeypatch.context() as m:
+        m.setattr(plots, "run_plots", killed)
+        with pytest.raises(_Killed):
+            execute(cfg, run)
+    assert not (run / "summary.json").exists()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.isdigit())[-1] == "8"
+    got = execute(cfg, run)
+    assert got["status"] == "ok" and got["per_seed"] == want["per_seed"]
+    assert json.loads((run / "summary.json").read_text())["status"] == "ok"
+    assert ((run / "metrics.jsonl").read_text()
+            == (tmp_path / "reference" / "metrics.jsonl").read_text())
+    for name in ("learning_curve.png", "gradients.png", "gradients_heatmap.png"):
+        assert (run / name).stat().st_size > 0, name
+    assert not list(run.glob("*.tmp.json"))

@@ -9,6 +9,7 @@ The run folder (Hydra's output folder) holds:
   ``NAME/mean`` and ``NAME/std`` of shape ``[M, S, T]`` (measurements x seeds x time);
 * ``events.jsonl``: divergence and other notable events;
 * ``summary.json``: final metrics per seed, their mean and std, the baselines, status;
+  written last (after the figures and W&B), so a folder with one holds a run that is over;
 * plots (``learning_curve.png``, ``gradients.png``) when ``logger.plots``.
 
 W&B: one W&B run per config (the seeds of a config train in one program), in the config's
@@ -66,6 +67,10 @@ class Sink:
 
     def finish(self, summary: dict) -> None: ...
 
+    def commit(self) -> None:
+        """Called after every sink's :meth:`finish`: the run's last write (the local sink's
+        ``summary.json``, which marks the run over)."""
+
     def position(self) -> dict:
         """Where this sink stands, JSON-able, saved with each checkpoint."""
         return {}
@@ -82,6 +87,7 @@ class LocalSink(Sink):
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.plots = plots
+        self._summary: str | None = None  # finish's summary.json, written by commit
         self.grad_steps: list[int] = []
         self.grad_curves: dict[str, dict[str, list[np.ndarray]]] = {}
         self.info: dict = {}
@@ -154,14 +160,25 @@ class LocalSink(Sink):
         self._append("events.jsonl", {"event": kind, **fields})
 
     def finish(self, summary):
-        (self.dir / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
+        self._summary = json.dumps(_jsonable(summary), indent=2)
         if self.plots:
             from rnnlab import plots
 
             try:
-                plots.run_plots(self.dir)
+                plots.run_plots(self.dir, json.loads(self._summary))
             except Exception as err:  # a plot must never cost a run its results
                 warnings.warn(f"plotting failed in {self.dir}: {err!r}", stacklevel=2)
+
+    def commit(self):
+        """Writes ``summary.json`` (whole, then renamed), after the figures and W&B: a run
+        killed before this point has none, so rerunning it resumes from its last checkpoint
+        and finishes what was left (:func:`rnnlab.jobs.finished`)."""
+        if self._summary is None:
+            return
+        tmp = self.dir / "summary.tmp.json"
+        tmp.write_text(self._summary)
+        os.replace(tmp, self.dir / "summary.json")
+        self._summary = None
 
 
 DEFAULT_INIT_TIMEOUT = 15.0  # seconds; logger.wandb.init_timeout
@@ -394,6 +411,8 @@ class Logger:
     def finish(self, summary: dict):
         for s in self.sinks:
             s.finish(summary)
+        for s in self.sinks:
+            s.commit()
 
     def position(self) -> dict:
         out = {}

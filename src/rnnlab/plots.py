@@ -295,9 +295,12 @@ def run_title(run_dir: Path, summary: dict) -> str:
     return f"{head} · FAILED: {error}" if error else head
 
 
-def run_plots(run_dir: str | Path) -> None:
+def run_plots(run_dir: str | Path, summary: dict | None = None) -> None:
+    """The run folder's figures from its logs and ``summary`` (default: its
+    ``summary.json``)."""
     run_dir = Path(run_dir)
-    summary = json.loads((run_dir / "summary.json").read_text())
+    if summary is None:
+        summary = json.loads((run_dir / "summary.json").read_text())
     title = run_title(run_dir, summary)
     learning_curve(read_metrics(run_dir), summary.get("baselines", {}), title,
                    run_dir / "learning_curve.png", read_events(run_dir))
