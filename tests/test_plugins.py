@@ -261,3 +261,25 @@ def test_a_subclass_gets_its_own_registered_name(restore_registries):
     CELL_REGISTRY.register("subrnn_for_test")(_SubRNN)
     assert _SubRNN.registered_name == "subrnn_for_test"
     assert SimpleRNN.registered_name == "rnn"
+
+
+@pytest.mark.parametrize("args, extra_env, message", [
+    (["cell=nosuchpkg.cells.Cell"], {},
+     "cell='nosuchpkg.cells.Cell': cannot import module 'nosuchpkg.cells'"),
+    (["-m", "cell=lstm,notcells.Missing"], {},
+     "cell='notcells.Missing': module 'notcells' has no attribute 'Missing'"),
+    (["--cfg", "job"], {PLUGINS_ENV: "nosuch_module"},
+     "RNNLAB_PLUGINS names module 'nosuch_module', which cannot be imported"),
+])
+def test_a_plugin_that_does_not_load_is_one_line_on_the_command_line(tmp_path, args, extra_env,
+                                                                    message):
+    (tmp_path / "notcells.py").write_text("x = 1\n")
+    env = {**_env(tmp_path), **extra_env}
+    del env["HYDRA_FULL_ERROR"]
+    proc = subprocess.run([sys.executable, "-m", "rnnlab.run", *args], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"[rnnlab] error: {message}"), proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != "__pycache__")
+    assert left == ["notcells.py"]  # nothing written

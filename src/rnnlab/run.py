@@ -37,8 +37,12 @@ from rnnlab.config import config_dir, register_configs
 from rnnlab.jobs import console_to_run_log
 from rnnlab.launchers import check_modes, check_overrides
 from rnnlab.loop import Interrupted, execute, summary_line
+from rnnlab.registry import PluginError
 
-register_configs()
+try:
+    register_configs()
+except PluginError:  # a plugin or class path that does not load: main() says so in one line
+    pass
 
 
 @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
@@ -88,13 +92,24 @@ def _job(cfg: DictConfig) -> float | None:
 def main() -> None:
     jobs.reset()
     # before Hydra: its messages for these are long, or a traceback
-    refused = check_modes(sys.argv[1:]) or check_overrides(sys.argv[1:])
+    refused = (check_modes(sys.argv[1:]) or check_overrides(sys.argv[1:])
+               or _register(sys.argv[1:]))
     if refused:
         print(f"[rnnlab] error: {refused}", file=sys.stderr)
         sys.exit(jobs.EXIT_BAD_INPUT)
     _main()
     if jobs.exit_code():
         sys.exit(jobs.exit_code())
+
+
+def _register(argv: list[str]) -> str | None:
+    """Loads the plugins and the class paths that ``argv`` chooses (``cell=pkg.mod.Cell``);
+    what is wrong with one, as a message, or None."""
+    try:
+        register_configs(argv)
+    except PluginError as err:
+        return str(err)
+    return None
 
 
 if __name__ == "__main__":
