@@ -145,6 +145,127 @@ def data_file(name: str) -> str:
     return str(path)
 
 
+_SECTIONS = {"model": ModelConfig, "optim": OptimConfig, "train": TrainConfig,
+             "gradients": GradientsConfig, "logger": LoggerConfig}
+
+
+def _schemas(section: str) -> list[type]:
+    """The dataclass schemas a config section may have: every registered cell's or task's
+    (the option chosen may come from a preset), or the section's one schema."""
+    if section == "cell":
+        return [cell_schema(n) for n in CELLS]
+    if section == "task":
+        return [task_schema(n) for n in TASKS]
+    return [_SECTIONS[section]]
+
+
+def _leaf(schema, path: list[str]):
+    """``(found, type)`` of ``path`` in ``schema``, or ``(False, names accepted where the path
+    leaves the schema)``."""
+    for i, name in enumerate(path):
+        fields = {f.name: f.type for f in dataclasses.fields(schema)}
+        if name not in fields:
+            return False, sorted(fields)
+        tp = fields[name]
+        if i + 1 < len(path):
+            if not dataclasses.is_dataclass(tp):
+                return False, []
+            schema = tp
+    return True, tp
+
+
+def _number_kind(tp) -> str | None:
+    """``int`` or ``float`` for a field typed as one (optional or not), else None."""
+    args = [a for a in getattr(tp, "__args__", (tp,)) if a is not type(None)]
+    if len(args) == 1 and args[0] in (int, float):
+        return args[0].__name__
+    return None
+
+
+def _refusal(key: str, value, kind: str, text: str) -> str | None:
+    """Why ``value`` (written ``text``) cannot be ``key``'s ``kind`` (int or float)."""
+    if value is None or (isinstance(value, str) and "${" in value):
+        return None  # null (the schema says whether it may be) and interpolations: Hydra's
+    if kind == "int" and not isinstance(value, bool):
+        if isinstance(value, int):
+            return None
+        if isinstance(value, float) and value.is_integer():
+            return f"{key}={text}: not an int; write {key}={int(value)}"
+        if isinstance(value, str):
+            try:
+                int(value)
+                return None
+            except ValueError:
+                pass
+        return f"{key}={text}: not an int; {key} takes a whole number"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            float(value)
+            return None
+        except ValueError:
+            pass
+    what = "a whole number" if kind == "int" else "a float (e.g. 1e-3)"
+    return f"{key}={text}: not a number; {key} takes {what}"
+
+
+def check_override_keys(args: list[str]) -> str | None:
+    """The error for a command-line override (``train.stepz=100``, ``train.steps=abc``,
+    ``train.steps=1e3``) that composing the config would refuse: a key no schema of its
+    section has (naming the closest one and those accepted), or a value that is not a number
+    where the schema wants an int or a float (sweep values included). None when none is
+    found: other mistakes are left to Hydra's composition. Writes nothing, composes nothing.
+    A key is unknown only if no registered cell (task) has it, since a preset may choose the
+    option."""
+    import difflib
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser, overrides = OverridesParser.create(), []
+    for arg in args:
+        if arg.startswith("-"):
+            continue
+        try:
+            overrides += parser.parse_overrides([arg])
+        except Exception:  # a flag's value (--cfg job), or bad syntax: Hydra's message says
+            continue
+    for o in overrides:
+        parts = o.key_or_group.split(".")
+        if (o.is_add() or o.is_delete() or o.is_force_add() or o.package
+                or len(parts) < 2 or parts[0] not in ("cell", "task", *_SECTIONS)):
+            continue
+        key = o.key_or_group
+        found = [_leaf(schema, parts[1:]) for schema in _schemas(parts[0])]
+        types = [tp for ok, tp in found if ok]
+        if not types:
+            accepted = sorted({n for _, names in found for n in names})
+            close = difflib.get_close_matches(parts[-1], accepted, n=1)
+            where = ".".join(parts[:-1])
+            head = (f"no {where} has the key {parts[-1]!r}"
+                    if len(parts) == 2 and parts[0] in ("cell", "task")
+                    else f"no such key in {where}")
+            return (f"{key}: {head}"
+                    + (f"; did you mean {where}.{close[0]}?" if close else "")
+                    + (f" Accepted: {', '.join(accepted)}" if accepted else ""))
+        kinds = {_number_kind(tp) for tp in types}
+        if len(kinds) != 1 or None in kinds:
+            continue
+        kind = kinds.pop()
+        if o.is_sweep_override():
+            try:
+                values = [(v, str(v)) for v in o.sweep_iterator()]
+            except Exception:  # interval sweeps (a sweeper's): not enumerable
+                continue
+        else:
+            values = [(o.value(), o.input_line.split("=", 1)[1])]
+        for value, text in values:
+            message = _refusal(key, value, kind, text)
+            if message:
+                return message
+    return None
+
+
 def register_configs(overrides: list[str] | None = None) -> None:
     """Stores the schemas (and the experiment presets) in Hydra's ConfigStore, after loading
     the cell and task plugins and the class paths that ``overrides`` (default: the command
