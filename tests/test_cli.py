@@ -38,6 +38,7 @@ def test_single_run_writes_the_run_folder(tmp_path):
                  f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path)
     run = tmp_path / "run"
     assert "[rnnlab] copy(length=2" in proc.stdout and "baseline" in proc.stdout
+    assert "[rnnlab] run folder: run\n" in proc.stdout  # relative to the working folder
     for name in ("config.yaml", "metrics.jsonl", "gradients.npz", "summary.json",
                  "learning_curve.png", "gradients.png", "gradients_heatmap.png"):
         assert (run / name).exists(), f"{name} missing from the run folder"

@@ -25,6 +25,7 @@ failed), is the objective of the Optuna sweeper.
 """
 
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -84,7 +85,7 @@ def _job(cfg: DictConfig) -> float | None:
                       jobs.EXIT_FAILED)
         return None
     print(summary_line(summary))
-    print(f"[rnnlab] run folder: {run_dir}")
+    print(f"[rnnlab] run folder: {_shown(run_dir)}")
     main = summary["main_metric"]["name"]
     return summary["final"].get(main, {}).get("mean")
 
@@ -100,6 +101,15 @@ def main() -> None:
     _main()
     if jobs.exit_code():
         sys.exit(jobs.exit_code())
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the working folder when it lies inside it (as the sweep lines
+    print theirs), else as it is."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _register(argv: list[str]) -> str | None:
