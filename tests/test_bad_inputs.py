@@ -6,6 +6,7 @@ exit status 2, the message alone on stderr (no traceback), no run folder left. I
 ``ConfigError``/``ValueError``/``TypeError`` with the same message."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -264,3 +265,15 @@ def test_busy_or_finished_run_folder_is_refused(tmp_path):
     assert_refused(r_finished, [str(finished), "already holds a finished run"])
     assert sorted(p.name for p in busy.iterdir()) == [".rnnlab.lock"]
     assert sorted(p.name for p in finished.iterdir()) == ["summary.json"]
+
+
+def test_a_refusal_that_starts_the_devices_prints_only_its_line(tmp_path):
+    """Starting JAX's backends inside Hydra's logging printed JAX's INFO line about each
+    accelerator plugin it could not start ("[HYDRA] Unable to initialize backend 'tpu'")."""
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_PLATFORMS", "HYDRA_FULL_ERROR")}
+    proc = subprocess.run([sys.executable, "-m", "rnnlab.run", "train.devices=0"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stdout == ""  # Hydra's logging writes to stdout
+    assert re.fullmatch(r"\[rnnlab\] error: train\.devices must be an int >= 1 and <= (\d+) "
+                        r"\(local devices: \1\); got 0", proc.stderr.strip()), proc.stderr

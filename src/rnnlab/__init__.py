@@ -1,6 +1,13 @@
 """rnnlab: recurrent-cell experiments in JAX/Flax."""
 
+import logging
 import os
+
+# JAX logs at INFO every accelerator plugin it probes and cannot start ("Unable to initialize
+# backend 'tpu': ... libtpu.so"); Hydra's own logging (INFO, "[HYDRA]") printed that on CPU
+# machines whenever a config callback first touched the devices. A backend asked for
+# explicitly (JAX_PLATFORMS) still fails with an error.
+logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 
 # XLA:CPU's concurrency-optimized (breadth-first) HLO scheduler lets the initialisation of a
 # vmapped, stacked model deadlock on a machine with few cores (jaxlib 0.10.2, 2 cores: a
