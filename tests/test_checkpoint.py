@@ -126,7 +126,9 @@ def test_sigterm_checkpoints_then_resumes(runs):
     assert interrupted["status"] == "interrupted"
     events = [json.loads(x) for x in (dirs["terminated"] / "events.jsonl").read_text()
               .splitlines()]
-    assert events[-1]["event"] == "resumed"
+    # the interruption stays in the record (logged before its checkpoint), then the resumption
+    assert [e["event"] for e in events[-2:]] == ["interrupted", "resumed"], events
+    assert events[-2]["signal"] == "SIGTERM" and events[-2]["step"] == events[-1]["step"]
     assert (dirs["terminated"] / "metrics.jsonl").read_bytes() == (
         dirs["reference"] / "metrics.jsonl").read_bytes()
     ref_params, _ = final_params(dirs["reference"])

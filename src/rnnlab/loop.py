@@ -452,16 +452,17 @@ def fit_members(trainer: Trainer, keys: jax.Array, parts: list[Part], *,
                 bar.update(trainer.chunk_size)
                 bar.set_postfix({k: f"{np.nanmean(v[:real]):.4g}" for k, v in ev.items()})
             stopping = stop is not None and stop.received is not None
+            if stopping:  # before the checkpoint, so that the resumed run's events keep it
+                for b in books:
+                    if b.error is None and b.step == step:
+                        b.part.logger.event("interrupted", step=step,
+                                            signal=signal.Signals(stop.received).name)
             for b in books:
                 if b.error is None and b.step == step and b.part.checkpoints is not None and (
                         stopping or last_chunk or b.stopped_early
                         or (checkpoint_every and step % checkpoint_every == 0)):
                     b.save(state, best_state, patience, seconds())
             if stopping:
-                for b in books:
-                    if b.error is None and b.step == step:
-                        b.part.logger.event("interrupted", step=step,
-                                            signal=signal.Signals(stop.received).name)
                 stop.forward()
             program = [b for b in books if b.in_program]
             idle = sum(len(b.part.seeds) for b in program if not b.active)
