@@ -70,7 +70,8 @@ def _job(cfg: DictConfig) -> float | None:
         if sweep:
             if bad_input:  # nothing was written: the job's record is its failed summary
                 jobs.record_failed_job(run_dir, err)
-            jobs.fail(f"[rnnlab] job {hc.job.num} ({hc.job.override_dirname}) FAILED: "
+            word = "INTERRUPTED" if isinstance(err, Interrupted) else "FAILED"
+            jobs.fail(f"[rnnlab] job {hc.job.num} ({hc.job.override_dirname}) {word}: "
                       f"{type(err).__name__}: {err}\n[rnnlab] its run folder: {run_dir}",
                       jobs.EXIT_FAILED)
             return None
