@@ -169,6 +169,9 @@ SCHEMA_REFUSALS = [
      "logger.wandb.mode? Accepted: entity, group, init_timeout, mode, project, tags"),
     (["cell.hidden_sise=64", "--cfg", "job"], "cell.hidden_sise: no cell has the key "
      "'hidden_sise'; did you mean cell.hidden_size?"),
+    (["-m", "model.param_budget=2000", "cell.hidden_size=16,32"], "model.param_budget=2000 "
+     "chooses the hidden widths, so cell.hidden_size=16,32 would be ignored; give one of the "
+     "two"),
 ]
 
 
@@ -196,6 +199,10 @@ def test_valid_overrides_pass_the_schema_check():
         "task.lookback=3", "logger.wandb.tags=[a,b]", "optim.learning_rate=interval(0.1,1)",
         "model.hidden_sizes=[8,8]", "optim.grad_clip=null", "model.dropout=0.1",
         "hydra/launcher=packed", "-m"]) is None
+    from rnnlab.config import check_width_overrides
+
+    assert check_width_overrides(["model.param_budget=null", "cell.hidden_size=16"]) is None
+    assert check_width_overrides(["model.param_budget=2000", "cell=gru"]) is None
     # a key some cell has passes (a preset may choose that cell); Hydra's composition decides
     assert check_override_keys(["cell.recurrent_max=2"]) is None
 

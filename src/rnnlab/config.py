@@ -266,6 +266,29 @@ def check_override_keys(args: list[str]) -> str | None:
     return None
 
 
+def check_width_overrides(args: list[str]) -> str | None:
+    """The error for a command line that sets both ``model.param_budget`` (which chooses the
+    widths) and ``cell.hidden_size``: the width would be ignored. None otherwise."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser, given = OverridesParser.create(), {}
+    for arg in args:
+        if arg.startswith("-"):
+            continue
+        try:
+            (o,) = parser.parse_overrides([arg])
+        except Exception:
+            continue
+        if not (o.is_delete() or o.package):
+            given[o.key_or_group] = arg.split("=", 1)[1]
+    budget = given.get("model.param_budget")
+    if budget not in (None, "null") and "cell.hidden_size" in given:
+        return (f"model.param_budget={budget} chooses the hidden widths, so "
+                f"cell.hidden_size={given['cell.hidden_size']} would be ignored; give one of "
+                "the two")
+    return None
+
+
 def register_configs(overrides: list[str] | None = None) -> None:
     """Stores the schemas (and the experiment presets) in Hydra's ConfigStore, after loading
     the cell and task plugins and the class paths that ``overrides`` (default: the command
