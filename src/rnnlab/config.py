@@ -2,7 +2,8 @@
 
 Every group (``cell``, ``task``, ``model``, ``optim``, ``train``, ``logger``) has a dataclass
 schema, so a misspelt key or a value of the wrong type fails when the config is composed,
-with Hydra's message naming the key. Cell and task schemas are generated from the registries
+with Hydra's message naming the key; on the command line :func:`check_override_keys` refuses
+the common ones first, in one line. Cell and task schemas are generated from the registries
 (one schema per registered cell or task), so a new cell needs no change here.
 
 :func:`compose` builds the same config the command line would, for notebooks and tests.
@@ -210,6 +211,23 @@ def _refusal(key: str, value, kind: str, text: str) -> str | None:
     return f"{key}={text}: not a number; {key} takes {what}"
 
 
+def _overrides(args: list[str]):
+    """``(Hydra override, its argument)`` for each command-line argument that parses as an
+    override; flags, their values (``--cfg job``) and bad syntax (Hydra's own message says
+    where) are passed over."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for arg in args:
+        if arg.startswith("-"):
+            continue
+        try:
+            (o,) = parser.parse_overrides([arg])
+        except Exception:
+            continue
+        yield o, arg
+
+
 def check_override_keys(args: list[str]) -> str | None:
     """The error for a command-line override (``train.stepz=100``, ``train.steps=abc``,
     ``train.steps=1e3``) that composing the config would refuse: a key no schema of its
@@ -220,17 +238,7 @@ def check_override_keys(args: list[str]) -> str | None:
     option."""
     import difflib
 
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser, overrides = OverridesParser.create(), []
-    for arg in args:
-        if arg.startswith("-"):
-            continue
-        try:
-            overrides += parser.parse_overrides([arg])
-        except Exception:  # a flag's value (--cfg job), or bad syntax: Hydra's message says
-            continue
-    for o in overrides:
+    for o, arg in _overrides(args):
         parts = o.key_or_group.split(".")
         if (o.is_add() or o.is_delete() or o.is_force_add() or o.package
                 or len(parts) < 2 or parts[0] not in ("cell", "task", *_SECTIONS)):
@@ -258,7 +266,7 @@ def check_override_keys(args: list[str]) -> str | None:
             except Exception:  # interval sweeps (a sweeper's): not enumerable
                 continue
         else:
-            values = [(o.value(), o.input_line.split("=", 1)[1])]
+            values = [(o.value(), arg.split("=", 1)[1])]
         for value, text in values:
             message = _refusal(key, value, kind, text)
             if message:
@@ -269,18 +277,8 @@ def check_override_keys(args: list[str]) -> str | None:
 def check_width_overrides(args: list[str]) -> str | None:
     """The error for a command line that sets both ``model.param_budget`` (which chooses the
     widths) and ``cell.hidden_size``: the width would be ignored. None otherwise."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser, given = OverridesParser.create(), {}
-    for arg in args:
-        if arg.startswith("-"):
-            continue
-        try:
-            (o,) = parser.parse_overrides([arg])
-        except Exception:
-            continue
-        if not (o.is_delete() or o.package):
-            given[o.key_or_group] = arg.split("=", 1)[1]
+    given = {o.key_or_group: arg.split("=", 1)[1] for o, arg in _overrides(args)
+             if not (o.is_delete() or o.package)}
     budget = given.get("model.param_budget")
     if budget not in (None, "null") and "cell.hidden_size" in given:
         return (f"model.param_budget={budget} chooses the hidden widths, so "
