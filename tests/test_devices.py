@@ -44,46 +44,64 @@ def test_seeds_sharded_over_four_devices_match_one_device(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
-@pytest.mark.parametrize(("layout", "devices", "padding"),
-                         [([], 3, 1),  # 5 seeds on 4 devices: 2 + 2 + 2 rows, one a copy
-                          (["train.devices=4"], 4, 3)])  # exactly 4 devices: 2 rows each
-def test_seeds_the_devices_do_not_divide_are_padded_and_resume(tmp_path, layout, devices,
+LAYOUTS = {"default": [],  # 5 seeds on 4 devices: 2 + 2 + 2 rows on 3 of them, one a copy
+           "devices4": ["train.devices=4"]}  # exactly 4 devices: 2 rows each, three copies
+FIVE = [*TINY, "train.num_seeds=5", "train.checkpoint_every=2"]
+
+
+@pytest.fixture(scope="module")
+def padded_runs(tmp_path_factory):
+    """Five seeds on one device and in both padded layouts (one process), then each padded run
+    resumed from its checkpoint at step 2 (the folder as a kill after it leaves it)."""
+    root = tmp_path_factory.mktemp("padded")
+    cases = [([*FIVE, "train.devices=1", f"hydra.run.dir={root / 'one'}"], root / "cwd_one")]
+    cases += [([*FIVE, *layout, f"hydra.run.dir={root / name}"], root / f"cwd_{name}")
+              for name, layout in LAYOUTS.items()]
+    for _, cwd in cases:
+        cwd.mkdir()
+    env = {"JAX_NUM_CPU_DEVICES": "4"}
+    first = run_command_lines(cases, env=env)
+    resumed = []
+    for name, layout in LAYOUTS.items():
+        folder = root / f"resumed_{name}"
+        shutil.copytree(root / name, folder, ignore=shutil.ignore_patterns("summary.json"))
+        shutil.rmtree(folder / "checkpoints" / "4")
+        (root / f"cwd_resumed_{name}").mkdir()
+        resumed.append(([*FIVE, *layout, f"hydra.run.dir={folder}"],
+                        root / f"cwd_resumed_{name}"))
+    again = run_command_lines(resumed, env=env)
+    return root, dict(zip(["one", *LAYOUTS], first, strict=True)), dict(
+        zip(LAYOUTS, again, strict=True))
+
+
+@pytest.mark.parametrize(("name", "devices", "padding"),
+                         [("default", 3, 1), ("devices4", 4, 3)])
+def test_seeds_the_devices_do_not_divide_are_padded_and_resume(padded_runs, name, devices,
                                                               padding):
     """Five seeds on four devices: the rows are padded with copies of seed 0 that are
     computed and thrown away; metrics, gradient curves and summary hold the five seeds, as on
     one device, and a run resumed from a checkpoint midway ends the same."""
-    five = [*TINY, "train.num_seeds=5", "train.checkpoint_every=2"]
-    for name in ("a", "b", "c"):
-        (tmp_path / name).mkdir()
-    one, padded = run_command_lines(
-        [([*five, "train.devices=1", f"hydra.run.dir={tmp_path / 'one'}"], tmp_path / "a"),
-         ([*five, *layout, f"hydra.run.dir={tmp_path / 'padded'}"], tmp_path / "b")],
-        env={"JAX_NUM_CPU_DEVICES": "4"})
+    root, first, again = padded_runs
+    one, padded = first["one"], first[name]
     assert one["code"] == 0 and padded["code"] == 0, (one["err"], padded["err"])
-    a = pd.read_json(tmp_path / "one" / "metrics.jsonl", lines=True)
-    b = pd.read_json(tmp_path / "padded" / "metrics.jsonl", lines=True)
+    a = pd.read_json(root / "one" / "metrics.jsonl", lines=True)
+    b = pd.read_json(root / name / "metrics.jsonl", lines=True)
     assert sorted(b["seed"].unique()) == [0, 1, 2, 3, 4]
     pd.testing.assert_frame_equal(a, b, rtol=1e-5)
-    sa = json.loads((tmp_path / "one" / "summary.json").read_text())
-    sb = json.loads((tmp_path / "padded" / "summary.json").read_text())
+    sa = json.loads((root / "one" / "summary.json").read_text())
+    sb = json.loads((root / name / "summary.json").read_text())
     assert (sb["devices"], sb["padding_members"]) == (devices, padding)
     assert sorted(sb["per_seed"]) == ["0", "1", "2", "3", "4"]
     for seed, metrics in sa["per_seed"].items():
         for k, v in metrics.items():
             assert sb["per_seed"][seed][k] == pytest.approx(v, rel=1e-5), (seed, k)
-    with np.load(tmp_path / "one" / "gradients.npz") as ga, \
-            np.load(tmp_path / "padded" / "gradients.npz") as gb:
+    with np.load(root / "one" / "gradients.npz") as ga, \
+            np.load(root / name / "gradients.npz") as gb:
         assert ga["layer_0/h/mean"].shape == gb["layer_0/h/mean"].shape
         assert gb["layer_0/h/mean"].shape[:2] == (3, 5)  # measurements x seeds
         np.testing.assert_allclose(gb["layer_0/h/mean"], ga["layer_0/h/mean"], rtol=1e-4)
-    # resumed from step 2 (the run folder as a kill after that checkpoint leaves it)
-    resumed = tmp_path / "resumed"
-    shutil.copytree(tmp_path / "padded", resumed, ignore=shutil.ignore_patterns("summary.json"))
-    shutil.rmtree(resumed / "checkpoints" / "4")
-    (again,) = run_command_lines(
-        [([*five, *layout, f"hydra.run.dir={resumed}"], tmp_path / "c")],
-        env={"JAX_NUM_CPU_DEVICES": "4"})
-    assert again["code"] == 0, again["err"]
+    resumed = root / f"resumed_{name}"
+    assert again[name]["code"] == 0, again[name]["err"]
     events = [json.loads(x) for x in (resumed / "events.jsonl").read_text().splitlines()]
     assert {"event": "resumed", "step": 2} in events
     pd.testing.assert_frame_equal(pd.read_json(resumed / "metrics.jsonl", lines=True), b)
