@@ -985,7 +985,10 @@ class JobRun:
         """Ends the run folder with ``status: failed`` (or ``interrupted``) and the error."""
         interrupted = isinstance(err, Interrupted)
         summary = {"status": "interrupted" if interrupted else "failed",
-                   "error": f"{type(err).__name__}: {err}", "title": self.run_dir.name}
+                   "error": f"{type(err).__name__}: {err}", "title": self.run_dir.name,
+                   # so that the sweep's table names the task's metric beside the failure
+                   "main_metric": {"name": self.trainer.task.main_metric,
+                                   "maximize": self.trainer.task.maximize}}
         if self.logger is None:
             self.logger = Logger([LocalSink(self.run_dir, plots=False)])
         if not interrupted:
