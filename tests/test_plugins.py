@@ -208,6 +208,19 @@ def test_class_path_as_the_cell_name(tmp_path, monkeypatch, restore_registries):
     # the colon form, in a sweep override
     assert chosen_names(["-m", "cell=lstm,pathcells:GainRNN", "task=copy"], "cell") == [
         "lstm", "pathcells:GainRNN"]
+    # in the run folder's name the class path's ':' (unsafe in paths) becomes a '.'
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from rnnlab.config import config_dir, register_configs
+
+    register_configs(["cell=pathcells:GainRNN"])
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        full = hydra_compose(config_name="config", overrides=["cell=pathcells:GainRNN"],
+                             return_hydra_config=True)
+    assert OmegaConf.select(full, "hydra.run.dir").endswith("_copy_pathcells.GainRNN")
+    assert full.cell.name == "pathcells:GainRNN"
 
 
 def test_plugins_env_variable_imports_modules(tmp_path, monkeypatch, restore_registries):

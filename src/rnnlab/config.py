@@ -287,18 +287,29 @@ def check_width_overrides(args: list[str]) -> str | None:
     return None
 
 
+def folder_name(name: str) -> str:
+    """``name`` as a part of a folder name: runs of characters other than letters, digits,
+    ``.``, ``-`` and ``_`` (the ``:`` of a class path ``pkg.mod:Cell``, a ``/``) become one
+    ``.`` (``pkg.mod.Cell``). The ``rnnlab_slug`` resolver of the run-folder patterns."""
+    import re
+
+    return re.sub(r"[^\w.\-]+", ".", str(name)).strip(".") or "_"
+
+
 def register_configs(overrides: list[str] | None = None) -> None:
     """Stores the schemas (and the experiment presets) in Hydra's ConfigStore, after loading
     the cell and task plugins and the class paths that ``overrides`` (default: the command
     line, ``sys.argv[1:]``) choose, e.g. ``cell=mypkg.cells.MyCell`` (see :mod:`rnnlab.plugins`),
-    and registers two resolvers: ``rnnlab_id`` in the run-folder names (cached per config, so
+    and registers three resolvers: ``rnnlab_id`` in the run-folder names (cached per config, so
     every reading of ``hydra.run.dir`` within one run, and every job of a sweep, sees the same
-    id) and ``rnnlab_data`` (:func:`data_file`)."""
+    id), ``rnnlab_data`` (:func:`data_file`) and ``rnnlab_slug`` (:func:`folder_name`)."""
     plugins.prepare(sys.argv[1:] if overrides is None else list(overrides))
     if not OmegaConf.has_resolver("rnnlab_id"):
         OmegaConf.register_new_resolver("rnnlab_id", _random_id, use_cache=True)
     if not OmegaConf.has_resolver("rnnlab_data"):
         OmegaConf.register_new_resolver("rnnlab_data", data_file)
+    if not OmegaConf.has_resolver("rnnlab_slug"):
+        OmegaConf.register_new_resolver("rnnlab_slug", folder_name)
     cs = ConfigStore.instance()
     cs.store(name="rnnlab_schema", node=RunConfig)
     for name in CELLS:
