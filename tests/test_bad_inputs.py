@@ -189,7 +189,7 @@ def test_schema_errors_are_one_line_before_anything_is_written(tmp_path):
 
 
 def test_valid_overrides_pass_the_schema_check():
-    from rnnlab.config import check_override_keys
+    from rnnlab.config import check_override_keys, check_width_overrides
 
     assert check_override_keys([
         "cell=gru", "cell.reset_after=true", "train.steps=100", "train.steps='100'",
@@ -199,12 +199,10 @@ def test_valid_overrides_pass_the_schema_check():
         "task.lookback=3", "logger.wandb.tags=[a,b]", "optim.learning_rate=interval(0.1,1)",
         "model.hidden_sizes=[8,8]", "optim.grad_clip=null", "model.dropout=0.1",
         "hydra/launcher=packed", "-m"]) is None
-    from rnnlab.config import check_width_overrides
-
-    assert check_width_overrides(["model.param_budget=null", "cell.hidden_size=16"]) is None
-    assert check_width_overrides(["model.param_budget=2000", "cell=gru"]) is None
     # a key some cell has passes (a preset may choose that cell); Hydra's composition decides
     assert check_override_keys(["cell.recurrent_max=2"]) is None
+    assert check_width_overrides(["model.param_budget=null", "cell.hidden_size=16"]) is None
+    assert check_width_overrides(["model.param_budget=2000", "cell=gru"]) is None
 
 
 def test_real_process_exit_status_and_message(tmp_path):
