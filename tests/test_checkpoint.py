@@ -168,6 +168,24 @@ def test_broken_checkpoints_fall_back_then_refuse(runs, tmp_path):
     try:
         step, _, _ = ckpt.restore_latest(like)
         assert step == steps[0]  # fell back to the one before
+        assert [s["step"] for s in ckpt.skipped] == [steps[-1]]
+        assert str(newest) in ckpt.skipped[0]["error"]
+    finally:
+        ckpt.close()
+    # the command line resumes there too, finishes, and its events keep what it fell back over
+    resumed = tmp_path / "resumed"
+    shutil.copytree(run, resumed)
+    proc = start(resumed)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "trying the checkpoint before it" in err
+    events = [json.loads(line) for line in (resumed / "events.jsonl").read_text().splitlines()]
+    event = [e for e in events if e["event"] == "resumed"][-1]  # the killed run's came before
+    assert event["step"] == steps[0]
+    [skipped] = event["skipped_checkpoints"]
+    assert skipped["step"] == steps[-1] and str(steps[-1]) in skipped["error"]
+    ckpt = Checkpoints(run)
+    try:
         for s in steps:  # now break the older one too
             for f in (run / "checkpoints" / str(s)).rglob("*"):
                 if f.is_file() and f.parent.name == "d":

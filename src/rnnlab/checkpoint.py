@@ -82,6 +82,7 @@ class Checkpoints:
         import orbax.checkpoint as ocp
 
         self.dir = Path(run_dir).resolve() / FOLDER
+        self.skipped: list[dict[str, Any]] = []  # what the last restore_latest fell back over
         self._ocp = ocp
         self._manager = ocp.CheckpointManager(
             self.dir, options=ocp.CheckpointManagerOptions(
@@ -175,15 +176,19 @@ class Checkpoints:
     def restore_latest(self, like: dict[str, Any]):
         """``(step, trees, host)`` of the newest checkpoint that restores, falling back to
         older ones with a warning naming each unreadable one; ``None`` when there is none.
+        The ones it fell back over are left in :attr:`skipped` (``{"step", "error"}`` each),
+        for the run's ``resumed`` event.
 
         Raises:
           CheckpointError: checkpoints exist but none can be restored (the messages of all)."""
         errors = []
+        self.skipped = []
         for step in reversed(self.steps()):
             try:
                 trees, host = self.restore(step, like)
             except CheckpointError as err:
                 errors.append(str(err))
+                self.skipped.append({"step": int(step), "error": str(err)})
                 print(f"[rnnlab] warning: {err}; trying the checkpoint before it",
                       file=sys.stderr)
                 continue

@@ -944,7 +944,9 @@ class JobRun:
         self.logger.start(OmegaConf.to_container(cfg, resolve=True), info)
         if self.resume is not None:
             self.logger.rewind(host["logger"], host["loop"]["step"])
-            self.logger.event("resumed", step=host["loop"]["step"])
+            skipped = {"skipped_checkpoints": self.checkpoints.skipped} if (
+                self.checkpoints.skipped) else {}
+            self.logger.event("resumed", step=host["loop"]["step"], **skipped)
 
     @property
     def resume_step(self) -> int | None:
