@@ -92,6 +92,7 @@ def test_sweep_survives_failing_jobs_and_exits_nonzero(tmp_path):
     ok = json.loads((jobs[0] / "summary.json").read_text())
     assert table.loc["0_copy_rnn", "metric"] == "accuracy"
     assert table.loc["1_copy_rnn", "metric"] == "accuracy"  # a job failed in training too
+    assert table.loc["2_copy_rnn", "metric"] == "accuracy"  # and one refused before it ran
     assert table.loc["0_copy_rnn", "mean"] == pytest.approx(ok["final"]["accuracy"]["mean"])
     md = (sweep / "sweep.md").read_text()
     assert "4 jobs" in md and "## Jobs not ok" in md and "3_copy_rnn" in md

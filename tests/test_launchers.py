@@ -463,6 +463,7 @@ def test_a_job_whose_process_dies_is_recorded_and_the_others_finish(name, tmp_pa
     table = pd.read_csv(sweep / "sweep.csv")
     assert list(table.status) == ["failed", "ok"], table
     assert table.error[0].startswith("WorkerDied: its process "), table.error[0]
+    assert list(table.metric) == ["accuracy", "accuracy"]  # the copy task's, the dead job's too
     dead, alive = (Path(d) for d in table.run_dir)
     assert json.loads((dead / "summary.json").read_text())["status"] == "failed"
     assert not jobs.finished(dead)  # rerunning the sweep runs it again

@@ -342,6 +342,7 @@ def test_cli_sweep_packed_and_unpacked_make_the_same_jobs_and_packing_compiles_o
     assert list(a["status"]) == list(b["status"]) == ["ok", "ok", "failed"]
     for col in ("metric", "seeds", "diverged_seeds", "overrides"):
         assert list(a[col].fillna("")) == list(b[col].fillna("")), col
+    assert list(a["metric"]) == ["accuracy"] * 3  # the refused job's too (the copy task's)
     np.testing.assert_allclose(a["mean"][:2], b["mean"][:2], rtol=RTOL)
     assert "optim.learning_rate" in a["error"][2] and "-1" in a["error"][2]
     for job in a["job"]:

@@ -407,12 +407,29 @@ def _write_whole(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def record_failed_job(run_dir: Path, err: Exception) -> None:
-    """A sweep job refused before it started: its folder gets a failed ``summary.json``."""
+def record_failed_job(run_dir: Path, err: Exception, cfg=None) -> None:
+    """A sweep job refused before it started: its folder gets a failed ``summary.json``;
+    with the job's ``cfg``, naming its task's main metric (so that the sweep's table names it
+    beside the failure, as it does for a job that failed while training)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if (run_dir / SUMMARY).exists():
         return
-    (run_dir / SUMMARY).write_text(json.dumps(
-        {"status": "failed", "error": f"{type(err).__name__}: {err}", "title": run_dir.name},
-        indent=2))
+    summary = {"status": "failed", "error": f"{type(err).__name__}: {err}",
+               "title": run_dir.name}
+    main = _task_main_metric(cfg)
+    if main is not None:
+        summary["main_metric"] = main
+    (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+
+
+def _task_main_metric(cfg) -> dict[str, Any] | None:
+    """``{"name", "maximize"}`` of the task class ``cfg.task.name`` names, or None when there
+    is no config or its task does not resolve (the refusal may be about the task itself)."""
+    try:
+        from rnnlab.tasks import get_task_class
+
+        cls = get_task_class(str(cfg.task.name))
+        return {"name": str(cls.main_metric), "maximize": bool(cls.maximize)}
+    except Exception:  # a record of a failure must not fail itself
+        return None

@@ -231,13 +231,20 @@ class SharesOneGpu:
 
 
 # ---- jobs whose process died ------------------------------------------------------------------
-def job_run_dir(hydra_context, config: DictConfig, overrides, job_num: int) -> Path:
-    """The run folder Hydra gives job ``job_num`` of a sweep with these ``overrides``
-    (``hydra.sweep.dir``/``hydra.sweep.subdir``, as ``hydra.core.utils.run_job`` makes it)."""
+def job_config(hydra_context, config: DictConfig, overrides, job_num: int) -> DictConfig:
+    """The config of job ``job_num`` of a sweep with these ``overrides``, as
+    ``hydra.core.utils.run_job`` composes it (``hydra.job.num`` and ``id`` set)."""
     cfg = hydra_context.config_loader.load_sweep_config(config, list(overrides))
     with open_dict(cfg):
         cfg.hydra.job.num = job_num
         cfg.hydra.job.id = f"{cfg.hydra.job.name}_{job_num}"
+    return cfg
+
+
+def job_run_dir(hydra_context, config: DictConfig, overrides, job_num: int) -> Path:
+    """The run folder Hydra gives job ``job_num`` of a sweep with these ``overrides``
+    (``hydra.sweep.dir``/``hydra.sweep.subdir``)."""
+    cfg = job_config(hydra_context, config, overrides, job_num)
     return Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
 
 
@@ -259,9 +266,10 @@ def lost_job(hydra_context, config: DictConfig, overrides, job_num: int, reason:
     checkpoint it wrote lets a rerun of the sweep resume it."""
     from hydra.core.utils import JobReturn, JobStatus
 
-    run_dir = job_run_dir(hydra_context, config, overrides, job_num)
+    cfg = job_config(hydra_context, config, overrides, job_num)
+    run_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
     err = jobs.WorkerDied(reason)
-    jobs.record_failed_job(run_dir, err)
+    jobs.record_failed_job(run_dir, err, cfg)
     shown = " ".join(o for o in overrides if not o.startswith(("hydra.", "++hydra.")))
     jobs.fail(f"[rnnlab] job {job_num} ({shown}) FAILED: WorkerDied: {reason}\n"
               f"[rnnlab] its run folder keeps what was logged: {run_dir}", jobs.EXIT_FAILED)

@@ -216,7 +216,7 @@ def run_group(group: list[PackedJob], repack: str = "auto") -> list[float | None
                 jobs.use_compilation_cache(job.cfg)
                 ready.append((k, build(job.cfg)))
             except ConfigError as err:
-                jobs.record_failed_job(job.run_dir, err)
+                jobs.record_failed_job(job.run_dir, err, job.cfg)
                 _failed(job, err)
     if not ready:
         return values
@@ -228,7 +228,7 @@ def run_group(group: list[PackedJob], repack: str = "auto") -> list[float | None
         with jobs.console_to_run_log(job.run_dir):
             if isinstance(result, Exception):
                 if isinstance(result, ConfigError):
-                    jobs.record_failed_job(job.run_dir, result)
+                    jobs.record_failed_job(job.run_dir, result, job.cfg)
                 _failed(job, result)
                 continue
             print(summary_line(result))

@@ -69,7 +69,7 @@ def _job(cfg: DictConfig) -> float | None:
         bad_input = isinstance(err, ConfigError)
         if sweep:
             if bad_input:  # nothing was written: the job's record is its failed summary
-                jobs.record_failed_job(run_dir, err)
+                jobs.record_failed_job(run_dir, err, cfg)
             word = "INTERRUPTED" if isinstance(err, Interrupted) else "FAILED"
             jobs.fail(f"[rnnlab] job {hc.job.num} ({hc.job.override_dirname}) {word}: "
                       f"{type(err).__name__}: {err}\n[rnnlab] its run folder: {run_dir}",
