@@ -75,17 +75,25 @@ def final_params(run_dir: Path):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """An uninterrupted run, one killed with SIGKILL and one stopped with SIGTERM, both
-    rerun to the end; the three started together."""
+    after a checkpoint, and one stopped with SIGTERM while it compiles (``early``), all rerun
+    to the end; the four started together."""
     root = tmp_path_factory.mktemp("runs")
-    dirs = {name: root / name for name in ("reference", "killed", "terminated")}
+    dirs = {name: root / name for name in ("reference", "killed", "terminated", "early")}
     procs = {name: start(path) for name, path in dirs.items()}
+    # the step-0 evaluation is logged before the first chunk is compiled
+    deadline = time.monotonic() + 300
+    while not (dirs["early"] / "metrics.jsonl").exists():
+        assert procs["early"].poll() is None, procs["early"].communicate()
+        assert time.monotonic() < deadline, "the early run logged nothing in time"
+        time.sleep(0.005)
+    procs["early"].send_signal(signal.SIGTERM)
     signal_at_checkpoint({"killed": (dirs["killed"], procs["killed"], signal.SIGKILL),
                           "terminated": (dirs["terminated"], procs["terminated"],
                                          signal.SIGTERM)}, 20)
     outcome = {name: (p.wait(timeout=600), *p.communicate()) for name, p in procs.items()}
     before = {name: sorted(p.name for p in dirs[name].iterdir()) for name in dirs}
     interrupted = json.loads((dirs["terminated"] / "summary.json").read_text())
-    resumed = {name: start(dirs[name]) for name in ("killed", "terminated")}
+    resumed = {name: start(dirs[name]) for name in ("killed", "terminated", "early")}
     for name, p in resumed.items():
         out, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
@@ -134,6 +142,26 @@ def test_sigterm_checkpoints_then_resumes(runs):
     ref_params, _ = final_params(dirs["reference"])
     got_params, _ = final_params(dirs["terminated"])
     jax.tree.map(np.testing.assert_array_equal, got_params, ref_params)
+
+
+def test_sigterm_while_compiling_stops_after_the_first_chunk_then_resumes(runs):
+    """A stop signal during start-up or compilation is taken up after the first chunk (with
+    a checkpoint and an ``interrupted`` event), not lost with the process; the rerun ends
+    bitwise as the uninterrupted run."""
+    dirs, outcome, before, _ = runs
+    code, _, err = outcome["early"]
+    assert code == 1 and "SIGTERM" in err and "rerun the same command" in err, err
+    assert "summary.json" in before["early"] and "checkpoints" in before["early"]
+    events = [json.loads(x) for x in (dirs["early"] / "events.jsonl").read_text()
+              .splitlines()]
+    assert [e["event"] for e in events] == ["interrupted", "resumed"], events
+    # the signal landed before the first chunk had run (while it compiled)
+    assert events[0]["step"] == events[1]["step"] < STEPS // 2, events
+    assert (dirs["early"] / "metrics.jsonl").read_bytes() == (
+        dirs["reference"] / "metrics.jsonl").read_bytes()
+    ref = json.loads((dirs["reference"] / "summary.json").read_text())
+    got = json.loads((dirs["early"] / "summary.json").read_text())
+    assert got["status"] == "ok" and got["final"] == ref["final"]
 
 
 def test_finished_run_is_not_resumed_and_other_config_is_refused(runs, tmp_path):

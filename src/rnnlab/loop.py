@@ -89,13 +89,17 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "S
 
 
 class StopSignals:
-    """Catches :data:`STOP_SIGNALS` while training (what SLURM and submitit send before a
-    preemption or a time limit): the host loop checkpoints after the chunk in flight, then
-    hands the signal to the handler that was there before (submitit's requeue), or raises
-    :class:`Interrupted`. Only in the main thread; elsewhere it does nothing."""
+    """Catches :data:`STOP_SIGNALS` from a job's start-up to the end of its training (what
+    SLURM and submitit send before a preemption or a time limit): the host loop checkpoints
+    after the chunk in flight (a signal during start-up or compilation: after the first
+    chunk), then hands the signal to the handler that was there before (submitit's requeue),
+    or raises :class:`Interrupted`. A signal that no training loop took up (it arrived after
+    the last chunk, or start-up failed) is raised again, to the previous handler, when the
+    block ends. Only in the main thread; elsewhere it does nothing."""
 
     def __init__(self):
         self.received: int | None = None
+        self._forwarded = False
         self._previous: dict[int, Any] = {}
 
     def __enter__(self):
@@ -108,13 +112,18 @@ class StopSignals:
         self.received = signum
 
     def __exit__(self, *exc):
+        installed = bool(self._previous)
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
+        if installed and self.received is not None and not self._forwarded:
+            self._forwarded = True
+            signal.raise_signal(self.received)  # what it would have done without this block
         return False
 
     def forward(self) -> None:
         """After the checkpoint: the previous handler (e.g. submitit's), else Interrupted."""
+        self._forwarded = True
         signum = self.received
         previous = self._previous.get(signum)
         if callable(previous):
@@ -754,9 +763,11 @@ def execute(cfg, run_dir: str | Path, trainer: Trainer | None = None) -> dict[st
     job = JobRun(cfg, run_dir, trainer)
     job.claim()
     try:
-        job.open()
-        part = job.part()
+        # from here on, a stop signal while the job opens or compiles stops it after its
+        # first chunk, with a checkpoint
         with StopSignals() as stop:
+            job.open()
+            part = job.part()
             state, ev, fit_info = fit(
                 trainer, job.keys, part.logger, part.seeds, hparams=job.hparams(),
                 checkpoints=part.checkpoints, resume=part.resume, stop=stop,

@@ -139,59 +139,61 @@ def execute_packed(entries: list[tuple[DictConfig, Path, Any]],
         raise ValueError(f"execute_packed: the jobs' configs differ outside the packable keys "
                          f"({', '.join(differ)}); group them with group_jobs first")
     runs, outcome = [], [None] * len(entries)
-    for i, (cfg, run_dir, trainer) in enumerate(entries):
-        run = JobRun(cfg, Path(run_dir), trainer)
-        try:
-            run.claim()
-        except ConfigError as err:
-            outcome[i] = err
-            continue
-        try:
-            run.open()
-        except Exception as err:
-            run.failed(err)
-            run.close()
-            outcome[i] = err
-            continue
-        runs.append((i, run))
-    by_step: dict[int | None, list] = {}
-    for i, run in runs:
-        by_step.setdefault(run.resume_step, []).append((i, run))
-    interrupted: Exception | None = None
-    for group in by_step.values():
-        if interrupted is not None:  # not started: close without a summary, to run later
-            for i, run in group:
+    # stop signals from here on: one that arrives while a job opens or compiles stops the
+    # program after its first chunk, with a checkpoint (StopSignals)
+    with StopSignals() as stop:
+        for i, (cfg, run_dir, trainer) in enumerate(entries):
+            run = JobRun(cfg, Path(run_dir), trainer)
+            try:
+                run.claim()
+            except ConfigError as err:
+                outcome[i] = err
+                continue
+            try:
+                run.open()
+            except Exception as err:
+                run.failed(err)
                 run.close()
-                outcome[i] = interrupted
-            continue
-        first = group[0][1]
-        parts = [run.part() for _, run in group]
-        members = sum(len(p.seeds) for p in parts)
-        keys = jnp.concatenate([run.keys for _, run in group])
-        hparams = {k: np.concatenate([run.hparams()[k] for _, run in group])
-                   for k in first.hparams()}
-        print(f"[rnnlab] packed: jobs {', '.join(r.run_dir.name for _, r in group)} train as "
-              f"one program of {members} members", file=sys.stderr)
-        try:
-            with StopSignals() as stop:
+                outcome[i] = err
+                continue
+            runs.append((i, run))
+        by_step: dict[int | None, list] = {}
+        for i, run in runs:
+            by_step.setdefault(run.resume_step, []).append((i, run))
+        interrupted: Exception | None = None
+        for group in by_step.values():
+            if interrupted is not None:  # not started: close without a summary, to run later
+                for i, run in group:
+                    run.close()
+                    outcome[i] = interrupted
+                continue
+            first = group[0][1]
+            parts = [run.part() for _, run in group]
+            members = sum(len(p.seeds) for p in parts)
+            keys = jnp.concatenate([run.keys for _, run in group])
+            hparams = {k: np.concatenate([run.hparams()[k] for _, run in group])
+                       for k in first.hparams()}
+            print(f"[rnnlab] packed: jobs {', '.join(r.run_dir.name for _, r in group)} train as "
+                  f"one program of {members} members", file=sys.stderr)
+            try:
                 results = fit_members(first.trainer, keys, parts, hparams=hparams,
                                       inits=[run.trainer.init for _, run in group],
                                       sharding=member_sharding(first.cfg, members), stop=stop,
                                       repack=repack, **fit_options(first.cfg))
-        except Exception as err:
-            if isinstance(err, Interrupted):
-                interrupted = err
-            results = [err] * len(group)
-        for (i, run), result in zip(group, results, strict=True):
-            try:
-                if isinstance(result, Exception):
-                    raise result
-                outcome[i] = run.finish(*result, members=members)
             except Exception as err:
-                run.failed(err)
-                outcome[i] = err
-            finally:
-                run.close()
+                if isinstance(err, Interrupted):
+                    interrupted = err
+                results = [err] * len(group)
+            for (i, run), result in zip(group, results, strict=True):
+                try:
+                    if isinstance(result, Exception):
+                        raise result
+                    outcome[i] = run.finish(*result, members=members)
+                except Exception as err:
+                    run.failed(err)
+                    outcome[i] = err
+                finally:
+                    run.close()
     return outcome
 
 
