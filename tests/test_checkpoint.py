@@ -16,6 +16,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pandas as pd
 import pytest
 
 from rnnlab.checkpoint import Checkpoints
@@ -409,3 +410,31 @@ def test_a_run_killed_while_finishing_resumes_and_finishes(tmp_path, monkeypatch
     for name in ("learning_curve.png", "gradients.png", "gradients_heatmap.png"):
         assert (run / name).stat().st_size > 0, name
     assert not list(run.glob("*.tmp.json"))
+
+
+@pytest.mark.parametrize("launcher", [[], pytest.param(["hydra/launcher=packed"],
+                                                       marks=pytest.mark.slow)])
+def test_a_stopped_sweep_starts_no_more_jobs_and_its_rerun_finishes_them(launcher, tmp_path):
+    """SIGTERM while job 0 of a 2-job sweep trains: job 0 checkpoints and is interrupted, job 1
+    does not start (no folder, a NOT STARTED line), the command exits 1; rerunning the sweep
+    resumes job 0 and runs job 1 (before, job 1 trained to the end after the signal)."""
+    sweep = tmp_path / "sweep"
+    # two widths: two packed groups as well, the second never started
+    tiny = [o for o in TINY if not o.startswith("cell.hidden_size=")]
+    cmd = [sys.executable, "-m", "rnnlab.run", "-m", *launcher, *tiny,
+           "cell.hidden_size=8,12", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    first = sweep / "0_copy_lstm"
+    signal_at_checkpoint({"sweep": (first, proc, signal.SIGTERM)}, 20)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err
+    assert "INTERRUPTED" in err and "1 (" in err and "NOT STARTED" in err, err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0_copy_lstm"]
+    assert json.loads((first / "summary.json").read_text())["status"] == "interrupted"
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(sweep / "sweep.csv")
+    assert list(table.job) == ["0_copy_lstm", "1_copy_lstm"]
+    assert list(table.status) == ["ok", "ok"]

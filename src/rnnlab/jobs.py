@@ -40,7 +40,7 @@ SUMMARY = "summary.json"
 EXIT_BAD_INPUT = 2  # a value that cannot run (nothing was trained)
 EXIT_FAILED = 1  # a run, or any job of a sweep, failed while running
 
-_state: dict[str, Any] = {"exit_code": 0, "prebuilt": None}
+_state: dict[str, Any] = {"exit_code": 0, "prebuilt": None, "stopped": None}
 
 
 def full_errors() -> bool:
@@ -65,8 +65,28 @@ def exit_code() -> int:
 
 
 def reset() -> None:
-    """Forgets the exit status and the prebuilt run (one command line = one call of main)."""
-    _state.update(exit_code=0, prebuilt=None)
+    """Forgets the exit status, the prebuilt run and a stop (one command line = one call of
+    main)."""
+    _state.update(exit_code=0, prebuilt=None, stopped=None)
+
+
+def stop_sweep(err: Exception) -> None:
+    """A job of this process was stopped by a signal (:class:`rnnlab.loop.Interrupted`): the
+    sweep's later jobs in this process are not started (:func:`skip_if_stopped`)."""
+    _state["stopped"] = str(err)
+
+
+def skip_if_stopped(run_dir: Path, num, overrides: str) -> bool:
+    """Whether the sweep was stopped by a signal (:func:`stop_sweep`) before this job started.
+    If so, says that the job did not start, removes its folder (Hydra's files only, so that
+    the sweep's table does not list it as running; a rerun of the sweep makes it again) and
+    records exit status 1."""
+    if _state["stopped"] is None or finished_ok(run_dir):  # a finished job is kept as usual
+        return False
+    remove_if_only_hydra(run_dir)
+    fail(f"[rnnlab] job {num} ({overrides}) NOT STARTED: the sweep was stopped by a signal; "
+         f"rerun the same command to continue it", EXIT_FAILED)
+    return True
 
 
 # ---- the run folder ---------------------------------------------------------------------------

@@ -203,11 +203,13 @@ def run_group(group: list[PackedJob], repack: str = "auto") -> list[float | None
     kept; a job with a bad value is refused alone (its folder records it; nothing compiled);
     the rest train as one program (:func:`execute_packed`). Returns each job's value (its main
     metric's seed mean; None when it failed)."""
-    from rnnlab.loop import build, summary_line
+    from rnnlab.loop import Interrupted, build, summary_line
 
     values: list[float | None] = [None] * len(group)
     ready = []
     for k, job in enumerate(group):
+        if jobs.skip_if_stopped(job.run_dir, job.num, job.overrides):
+            continue
         with jobs.console_to_run_log(job.run_dir):
             if jobs.finished_ok(job.run_dir):
                 print(f"[rnnlab] job {job.num} finished in an earlier run of this sweep; "
@@ -231,6 +233,8 @@ def run_group(group: list[PackedJob], repack: str = "auto") -> list[float | None
             if isinstance(result, Exception):
                 if isinstance(result, ConfigError):
                     jobs.record_failed_job(job.run_dir, result, job.cfg)
+                if isinstance(result, Interrupted):  # the sweep's later groups do not start
+                    jobs.stop_sweep(result)
                 _failed(job, result)
                 continue
             print(summary_line(result))
@@ -241,5 +245,8 @@ def run_group(group: list[PackedJob], repack: str = "auto") -> list[float | None
 
 
 def _failed(job: PackedJob, err: Exception) -> None:
-    jobs.fail(f"[rnnlab] job {job.num} ({job.overrides}) FAILED: {type(err).__name__}: {err}"
+    from rnnlab.loop import Interrupted
+
+    word = "INTERRUPTED" if isinstance(err, Interrupted) else "FAILED"
+    jobs.fail(f"[rnnlab] job {job.num} ({job.overrides}) {word}: {type(err).__name__}: {err}"
               f"\n[rnnlab] its run folder: {job.run_dir}", jobs.EXIT_FAILED)

@@ -48,7 +48,11 @@ except PluginError:  # a plugin or class path that does not load: main() says so
 
 @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
 def _main(cfg: DictConfig) -> float | None:
-    with console_to_run_log(HydraConfig.get().runtime.output_dir):
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN and jobs.skip_if_stopped(hc.runtime.output_dir, hc.job.num,
+                                                            hc.job.override_dirname):
+        return None
+    with console_to_run_log(hc.runtime.output_dir):
         return _job(cfg)
 
 
@@ -71,6 +75,8 @@ def _job(cfg: DictConfig) -> float | None:
             if bad_input:  # nothing was written: the job's record is its failed summary
                 jobs.record_failed_job(run_dir, err, cfg)
             word = "INTERRUPTED" if isinstance(err, Interrupted) else "FAILED"
+            if isinstance(err, Interrupted):  # the sweep's later jobs do not start
+                jobs.stop_sweep(err)
             jobs.fail(f"[rnnlab] job {hc.job.num} ({hc.job.override_dirname}) {word}: "
                       f"{type(err).__name__}: {err}\n[rnnlab] its run folder: {run_dir}",
                       jobs.EXIT_FAILED)
