@@ -427,12 +427,14 @@ def test_a_stopped_sweep_starts_no_more_jobs_and_its_rerun_finishes_them(launche
                             text=True)
     first = sweep / "0_copy_lstm"
     signal_at_checkpoint({"sweep": (first, proc, signal.SIGTERM)}, 20)
-    _, err = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, err
     assert "INTERRUPTED" in err and "1 (" in err and "NOT STARTED" in err, err
     assert "Traceback" not in err
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0_copy_lstm"]
     assert json.loads((first / "summary.json").read_text())["status"] == "interrupted"
+    assert "1 more did not start" in (sweep / "sweep.md").read_text()
+    assert "1 not started" in out
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     table = pd.read_csv(sweep / "sweep.csv")

@@ -40,7 +40,7 @@ SUMMARY = "summary.json"
 EXIT_BAD_INPUT = 2  # a value that cannot run (nothing was trained)
 EXIT_FAILED = 1  # a run, or any job of a sweep, failed while running
 
-_state: dict[str, Any] = {"exit_code": 0, "prebuilt": None, "stopped": None}
+_state: dict[str, Any] = {"exit_code": 0, "prebuilt": None, "stopped": None, "not_started": 0}
 
 
 def full_errors() -> bool:
@@ -67,7 +67,7 @@ def exit_code() -> int:
 def reset() -> None:
     """Forgets the exit status, the prebuilt run and a stop (one command line = one call of
     main)."""
-    _state.update(exit_code=0, prebuilt=None, stopped=None)
+    _state.update(exit_code=0, prebuilt=None, stopped=None, not_started=0)
 
 
 def stop_sweep(err: Exception) -> None:
@@ -84,6 +84,7 @@ def skip_if_stopped(run_dir: Path, num, overrides: str) -> bool:
     if _state["stopped"] is None or finished_ok(run_dir):  # a finished job is kept as usual
         return False
     remove_if_only_hydra(run_dir)
+    _state["not_started"] += 1
     fail(f"[rnnlab] job {num} ({overrides}) NOT STARTED: the sweep was stopped by a signal; "
          f"rerun the same command to continue it", EXIT_FAILED)
     return True
@@ -319,7 +320,7 @@ class RunCallback(Callback):
             return
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            write_sweep_summary(sweep_dir)
+            write_sweep_summary(sweep_dir, not_started=_state["not_started"])
         except Exception as err:  # another job's folder half-written, a full disk, ...
             print(f"[rnnlab] warning: the sweep's tables in {sweep_dir} were not updated "
                   f"after this job ({type(err).__name__}: {err}); they are written again at "
@@ -328,10 +329,12 @@ class RunCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = sweep_rows(sweep_dir)
-        write_sweep_summary(sweep_dir, rows)
+        write_sweep_summary(sweep_dir, rows, not_started=_state["not_started"])
         failed = [r for r in rows if r["status"] not in ("ok",)]
         ok = len(rows) - len(failed)
-        print(f"[rnnlab] sweep: {len(rows)} jobs, {ok} ok, {len(failed)} not ok; "
+        later = (f", {_state['not_started']} not started (stopped by a signal)"
+                 if _state["not_started"] else "")
+        print(f"[rnnlab] sweep: {len(rows)} jobs, {ok} ok, {len(failed)} not ok{later}; "
               f"{sweep_dir / 'sweep.md'}")
         for r in failed:
             fail(f"[rnnlab]   {r['job']} {r['status'].upper()}: {r['error'] or 'no summary'} "
@@ -384,9 +387,11 @@ def sweep_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     return [job_row(j) for j in jobs]
 
 
-def write_sweep_summary(sweep_dir: Path, rows: list[dict[str, Any]] | None = None) -> None:
+def write_sweep_summary(sweep_dir: Path, rows: list[dict[str, Any]] | None = None,
+                        not_started: int = 0) -> None:
     """``sweep.csv`` (one row per job) and ``sweep.md`` (the same as a table, failed jobs
-    listed with their errors) in ``sweep_dir``."""
+    listed with their errors) in ``sweep_dir``; ``not_started``: jobs of this sweep that did
+    not start because it was stopped by a signal (they have no folder yet)."""
     import pandas as pd
 
     sweep_dir = Path(sweep_dir)
@@ -398,7 +403,9 @@ def write_sweep_summary(sweep_dir: Path, rows: list[dict[str, Any]] | None = Non
     common = set.intersection(*map(set, split)) if split else set()
     lines = [f"# Sweep {sweep_dir.name}", "",
              f"{len(df)} jobs: " + ", ".join(f"{n} {s}" for s, n in
-                                              df["status"].value_counts().items()), "",
+                                              df["status"].value_counts().items())
+             + (f"; {not_started} more did not start (the sweep was stopped by a signal: "
+                f"rerun the same command to continue it)" if not_started else ""), "",
              f"Overrides shared by every job: `{' '.join(sorted(common)) or '(none)'}`; the "
              f"table shows the rest (sweep.csv has them all).", "",
              "| job | status | overrides | main metric (mean ± std over seeds) | seeds |",
