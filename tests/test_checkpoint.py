@@ -440,3 +440,45 @@ def test_a_stopped_sweep_starts_no_more_jobs_and_its_rerun_finishes_them(launche
     table = pd.read_csv(sweep / "sweep.csv")
     assert list(table.job) == ["0_copy_lstm", "1_copy_lstm"]
     assert list(table.status) == ["ok", "ok"]
+
+
+def test_ctrl_c_stops_after_the_chunk_and_twice_at_once(tmp_path):
+    """Ctrl-C (SIGINT) is a stop signal: the first is kept for the host loop (which then
+    checkpoints and raises Interrupted, not KeyboardInterrupt); a second exits at once with
+    status 130 and one line, as SIGKILL would."""
+    from rnnlab.loop import Interrupted, StopSignals
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal gives it
+    try:
+        with StopSignals() as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs in this thread between bytecodes
+            assert stop.received == signal.SIGINT
+            with pytest.raises(Interrupted, match="SIGINT"):
+                stop.forward()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, before)
+    twice = ("import os, signal, time\n"
+             "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+             "from rnnlab.loop import StopSignals\n"
+             "with StopSignals():\n"
+             "    os.kill(os.getpid(), signal.SIGINT); time.sleep(0.05)\n"
+             "    os.kill(os.getpid(), signal.SIGINT); time.sleep(5)\n"
+             "print('not reached')\n")
+    proc = subprocess.run([sys.executable, "-c", twice], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 130 and "not reached" not in proc.stdout, proc.stderr
+    assert "stopped by Ctrl-C" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path):
+    """Ctrl-C during the command's imports (before any run folder): status 130, one line."""
+    proc = subprocess.Popen([sys.executable, "-m", "rnnlab.run", *TINY,
+                             f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.8)  # past the interpreter's start (rnnlab's handler), before any training
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "stopped by Ctrl-C" in err and "Traceback" not in err

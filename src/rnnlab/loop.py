@@ -10,6 +10,7 @@ is the one-job case, and :mod:`rnnlab.packing` runs packed sweeps through it.
 
 import dataclasses
 import math
+import os
 import signal
 import sys
 import threading
@@ -79,13 +80,13 @@ def divergence_rule(train_loss: float, initial_loss: float, factor: float | None
 
 
 class Interrupted(Exception):
-    """A stop signal (SIGTERM, SIGUSR1, SIGUSR2) arrived during training; a checkpoint of the
-    last finished chunk was written, and rerunning the same command in the same run folder
-    continues from it."""
+    """A stop signal (SIGTERM, SIGUSR1, SIGUSR2, or Ctrl-C's SIGINT) arrived during training; a
+    checkpoint of the last finished chunk was written, and rerunning the same command in the
+    same run folder continues from it."""
 
 
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2")
-                     if hasattr(signal, name))
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2",
+                                                        "SIGINT") if hasattr(signal, name))
 
 
 class StopSignals:
@@ -95,7 +96,11 @@ class StopSignals:
     chunk), then hands the signal to the handler that was there before (submitit's requeue),
     or raises :class:`Interrupted`. A signal that no training loop took up (it arrived after
     the last chunk, or start-up failed) is raised again, to the previous handler, when the
-    block ends. Only in the main thread; elsewhere it does nothing."""
+    block ends. Only in the main thread; elsewhere it does nothing.
+
+    Ctrl-C (SIGINT) is a stop signal too, unless the process ignores it: the first stops the
+    run after the chunk in flight, with a checkpoint; a second exits at once with status 130,
+    as SIGKILL would (the run resumes from its last checkpoint)."""
 
     def __init__(self):
         self.received: int | None = None
@@ -105,11 +110,24 @@ class StopSignals:
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
+                if sig == signal.SIGINT and signal.getsignal(sig) is signal.SIG_IGN:
+                    continue  # started with Ctrl-C ignored (nohup, a background job): kept
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame):
-        self.received = signum
+        if signum == signal.SIGINT:
+            if self.received is not None:  # Ctrl-C again: now, as SIGKILL would (the run
+                # resumes from its last checkpoint; an exception raised here could land in
+                # any callback, such as the garbage collector's, and be lost)
+                print("\n[rnnlab] stopped by Ctrl-C; rerunning the same command in the same "
+                      "run folder continues from its last checkpoint", file=sys.stderr,
+                      flush=True)
+                os._exit(130)
+            print("\n[rnnlab] Ctrl-C: stopping after the chunk in flight, with a checkpoint "
+                  "(Ctrl-C again: stop now)", file=sys.stderr, flush=True)
+        if self.received is None:
+            self.received = signum
 
     def __exit__(self, *exc):
         installed = bool(self._previous)
@@ -126,7 +144,7 @@ class StopSignals:
         self._forwarded = True
         signum = self.received
         previous = self._previous.get(signum)
-        if callable(previous):
+        if callable(previous) and previous is not signal.default_int_handler:
             previous(signum, None)
         raise Interrupted(f"stopped by {signal.Signals(signum).name} after a checkpoint; "
                           "rerun the same command in the same run folder to continue")

@@ -1,3 +1,4 @@
+# ruff: noqa: E402
 """Hydra entry point.
 
     python -m rnnlab.run cell=peephole
@@ -10,9 +11,12 @@ prints into ``run.log`` there.
 
 Exit status: 0 when everything ran; 2 when a value cannot run (one line names the field, the
 value and what is accepted; nothing is written); 1 when a run failed while training, or when
-any job of a sweep failed. In a sweep (``-m``) every job runs whatever the others do; a failed
-job records its error in its run folder, and the sweep folder gets ``sweep.csv``/``sweep.md``
-(see :mod:`rnnlab.jobs`). ``HYDRA_FULL_ERROR=1`` shows tracebacks.
+any job of a sweep failed or was stopped by a signal; 130 when Ctrl-C stopped it before
+training or, pressed twice, without the checkpoint (the first Ctrl-C during training stops
+it after the chunk in flight, with a checkpoint: :class:`rnnlab.loop.StopSignals`). In a
+sweep (``-m``) every job runs whatever the others do (until a signal stops one: the later
+jobs do not start); a failed job records its error in its run folder, and the sweep folder
+gets ``sweep.csv``/``sweep.md`` (see :mod:`rnnlab.jobs`). ``HYDRA_FULL_ERROR=1`` shows tracebacks.
 
 Sweeps run with any Hydra launcher or sweeper preset (``hydra/launcher=joblib``,
 ``submitit_local``, ``submitit_slurm``, ``hydra/sweeper=optuna``; see :mod:`rnnlab.launchers`).
@@ -24,8 +28,20 @@ The value a job returns, its task's main held-out metric (mean over seeds; None 
 failed), is the objective of the Optuna sweeper.
 """
 
+import os
+import signal
 import sys
 from pathlib import Path
+
+
+def _ctrl_c_while_starting(signum, frame):  # the imports below take seconds; no traceback
+    print("\n[rnnlab] stopped by Ctrl-C", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+_CTRL_C_IGNORED = signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # nohup, background jobs
+if __name__ == "__main__" and not _CTRL_C_IGNORED:  # as the command only, never on import
+    signal.signal(signal.SIGINT, _ctrl_c_while_starting)  # hence the imports below it (E402)
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -97,7 +113,12 @@ def _job(cfg: DictConfig) -> float | None:
     return summary["final"].get(main, {}).get("mean")
 
 
+EXIT_CTRL_C = 130  # the shell's status for a process ended by SIGINT (128 + 2)
+
+
 def main() -> None:
+    if not _CTRL_C_IGNORED:  # KeyboardInterrupt from here on
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     jobs.reset()
     # before Hydra: its messages for these are long, or a traceback
     refused = (check_modes(sys.argv[1:]) or check_overrides(sys.argv[1:])
@@ -106,7 +127,12 @@ def main() -> None:
     if refused:
         print(f"[rnnlab] error: {refused}", file=sys.stderr)
         sys.exit(jobs.EXIT_BAD_INPUT)
-    _main()
+    try:
+        _main()
+    except KeyboardInterrupt:  # Ctrl-C before training, or twice: no traceback
+        print("\n[rnnlab] stopped by Ctrl-C; rerunning the same command in the same run folder "
+              "continues from its last checkpoint", file=sys.stderr)
+        sys.exit(EXIT_CTRL_C)
     if jobs.exit_code():
         sys.exit(jobs.exit_code())
 
