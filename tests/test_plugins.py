@@ -155,17 +155,38 @@ def test_entry_point_cell_and_task_compose_build_and_pass_check_cell(site, tmp_p
     assert "Could not override 'cell.gian'" in out["typo"]
 
 
-def test_broken_entry_point_is_named(tmp_path):
+def test_a_broken_entry_point_is_named_and_the_others_still_load(tmp_path):
+    """One installed package with a broken entry point beside one that works: the broken one
+    is named in a warning and refused by name (one line, exit 2, on the command line); the
+    working plugin cell and the built-in cells run as usual."""
     site = tmp_path / "site"
-    dist = site / "brokenplug-0.1.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenplug\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[rnnlab.cells]\nbad = nosuchmodule.cells:Bad\n")
-    proc = _python("from rnnlab.config import compose; compose(['cell=lstm'])", _env(site),
-                   tmp_path)
-    assert proc.returncode != 0
-    assert ("PluginError: entry point bad = 'nosuchmodule.cells:Bad' (group rnnlab.cells, "
-            "distribution brokenplug) failed to load: ModuleNotFoundError") in proc.stderr
+    for dist, entry in (("brokenplug", "bad = nosuchmodule.cells:Bad"),
+                        ("goodplug", "good = goodcells:GoodRNN")):
+        info = site / f"{dist}-0.1.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text(f"[rnnlab.cells]\n{entry}\n")
+    (site / "goodcells.py").write_text(
+        "import dataclasses\nfrom rnnlab.cells import SimpleRNN\n\n\n"
+        "@dataclasses.dataclass(frozen=True)\nclass GoodRNN(SimpleRNN):\n    pass\n")
+    named = ("entry point bad = 'nosuchmodule.cells:Bad' (group rnnlab.cells, distribution "
+             "brokenplug) failed to load: ModuleNotFoundError")
+    proc = _python("""
+        from rnnlab.config import compose
+        print(compose(['cell=lstm']).cell.name, compose(['cell=good']).cell.name)
+        """, _env(site), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["lstm", "good"]
+    assert f"[rnnlab] warning: {named}" in proc.stderr, proc.stderr
+    assert "No module named 'nosuchmodule'; cell 'bad' is not available" in proc.stderr
+    env = _env(site)
+    del env["HYDRA_FULL_ERROR"]
+    proc = subprocess.run([sys.executable, "-m", "rnnlab.run", "cell=bad", "--cfg", "job"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"[rnnlab] error: cell=bad: {named}"), (
+        proc.stderr)
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 
 from rnnlab.cells.registry import CELL_REGISTRY
-from rnnlab.registry import Registry, chosen_names, is_class_path
+from rnnlab.registry import PluginError, Registry, chosen_names, is_class_path
 from rnnlab.tasks.base import TASK_REGISTRY
 
 GROUPS: dict[str, Registry] = {"cell": CELL_REGISTRY, "task": TASK_REGISTRY}
@@ -29,6 +29,8 @@ def prepare(overrides: list[str]) -> None:
     for group, registry in GROUPS.items():
         registry.load_plugins()
         for name in chosen_names(overrides, group):
+            if name not in registry.entries and name in registry.plugin_errors:
+                raise PluginError(f"{group}={name}: {registry.plugin_errors[name]}")
             if name not in registry.entries and is_class_path(name):
                 registry.register_path(name)
 

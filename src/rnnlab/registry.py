@@ -31,6 +31,7 @@ import dataclasses
 import importlib
 import importlib.metadata
 import os
+import sys
 import typing
 from typing import Any
 
@@ -83,6 +84,10 @@ class Registry:
         self.entries: dict[str, type] = {}
         self.entry_point_group = f"rnnlab.{kind}s"
         self._plugins_loaded = False
+        # entry points that failed to load: {name: message}; choosing one raises the message
+        self.plugin_errors: dict[str, str] = {}
+        # (RNNLAB_PLUGINS, the error of one of its modules): raised again while it is unchanged
+        self._load_error: tuple[str, PluginError] | None = None
 
     # ---- registering ------------------------------------------------------------------------
     def register(self, name: str):
@@ -120,38 +125,56 @@ class Registry:
         """Loads the entry points of ``rnnlab.{kind}s`` and imports the ``RNNLAB_PLUGINS``
         modules (once per process unless ``force``).
 
+        An entry point that fails to load (an installed package that is broken or of another
+        version) does not stop the others: it is named in a one-line warning on stderr, and
+        choosing its name raises its error (:attr:`plugin_errors`).
+
         Raises:
-          PluginError: naming the entry point (and its distribution) or module that failed."""
+          PluginError: an ``RNNLAB_PLUGINS`` module cannot be imported (again on every later
+            call while ``RNNLAB_PLUGINS`` is unchanged)."""
+        modules = os.environ.get(PLUGINS_ENV, "")
         if self._plugins_loaded and not force:
-            return
+            if self._load_error is not None and self._load_error[0] == modules:
+                raise self._load_error[1]
+            if self._load_error is None or self._load_error[0] == modules:
+                return
         self._plugins_loaded = True
+        self._load_error = None
         for ep in importlib.metadata.entry_points(group=self.entry_point_group):
             dist = getattr(ep.dist, "name", "?")
             what = f"entry point {ep.name} = {ep.value!r} (group {self.entry_point_group}, " \
                    f"distribution {dist})"
             try:
                 obj = ep.load()
+                if isinstance(obj, type):
+                    self._check_class(obj, what)
+                    if self.entries.get(ep.name) is not obj:
+                        self.register(ep.name)(obj)
+                elif not isinstance(obj, type(os)):
+                    raise PluginError(f"{what} must name a {self.kind} class or a module; got "
+                                      f"{type(obj).__name__}")
             except Exception as err:
-                raise PluginError(f"{what} failed to load: {type(err).__name__}: {err}") from err
-            if isinstance(obj, type):
-                self._check_class(obj, what)
-                if self.entries.get(ep.name) is not obj:
-                    self.register(ep.name)(obj)
-            elif not isinstance(obj, type(os)):
-                raise PluginError(f"{what} must name a {self.kind} class or a module; got "
-                                  f"{type(obj).__name__}")
-        for module in filter(None, (m.strip() for m in
-                                    os.environ.get(PLUGINS_ENV, "").split(","))):
+                message = (str(err) if isinstance(err, PluginError) else
+                           f"{what} failed to load: {type(err).__name__}: {err}")
+                if self.plugin_errors.get(ep.name) != message:
+                    print(f"[rnnlab] warning: {message}; {self.kind} {ep.name!r} is not "
+                          f"available", file=sys.stderr)
+                self.plugin_errors[ep.name] = message
+        for module in filter(None, (m.strip() for m in modules.split(","))):
             try:
                 importlib.import_module(module)
             except ImportError as err:
-                raise PluginError(f"{PLUGINS_ENV} names module {module!r}, which cannot be "
-                                  f"imported: {err}") from err
+                error = PluginError(f"{PLUGINS_ENV} names module {module!r}, which cannot be "
+                                    f"imported: {err}")
+                self._load_error = (modules, error)
+                raise error from err
 
     # ---- looking up and building ------------------------------------------------------------
     def get(self, name: str) -> type:
         if name not in self.entries:
             self.load_plugins()
+        if name not in self.entries and name in self.plugin_errors:
+            raise PluginError(self.plugin_errors[name])
         if name not in self.entries and is_class_path(name):
             return self.register_path(name)
         if name not in self.entries:
