@@ -248,3 +248,38 @@ def test_each_job_end_rewrites_the_sweep_tables(tmp_path):
     assert table.loc["1_copy_rnn", "status"] == "running"
     assert "2 jobs" in (tmp_path / "sweep.md").read_text()
     assert not list(tmp_path.glob(".sweep.*.tmp"))  # written whole, then renamed
+
+
+def test_a_sweep_folder_is_continued_only_by_the_same_grid(tmp_path):
+    """Jobs are numbered by their place in the grid and a rerun keeps the finished ones: a
+    rerun into the same hydra.sweep.dir with another grid is refused before anything runs
+    (one line, exit 2, the folder untouched); and a finished job whose config differs from
+    what its number now means is never kept under the new values (FAILED, not rerun)."""
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env["WANDB_SILENT"] = "true"
+    sweep = tmp_path / "sweep"
+
+    def run(*grid):
+        return subprocess.run([sys.executable, "-m", "rnnlab.run", "-m", *TINY, *grid,
+                               "logger.wandb.mode=disabled", "logger.plots=false",
+                               f"hydra.sweep.dir={sweep}"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    assert run("optim.learning_rate=1e-3,3e-2").returncode == 0
+    first = (sweep / "0_copy_lstm" / ".hydra" / "overrides.yaml").read_text()
+    listing = sorted(p.name for p in sweep.iterdir())
+    proc = run("optim.learning_rate=1e-4,1e-3,3e-2")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"[rnnlab] error: sweep folder {sweep} "
+                                                   "holds a sweep of other overrides"), lines
+    assert "optim.learning_rate=1e-4,1e-3,3e-2" in lines[0]
+    assert sorted(p.name for p in sweep.iterdir()) == listing
+    assert (sweep / "0_copy_lstm" / ".hydra" / "overrides.yaml").read_text() == first
+    # without the sweep's record (multirun.yaml), each finished job compares its own config
+    (sweep / "multirun.yaml").unlink()
+    proc = run("optim.learning_rate=1e-4,1e-3")
+    assert proc.returncode == 1, proc.stderr
+    assert "job 0 (" in proc.stderr and "optim.learning_rate: 0.001 -> 0.0001" in proc.stderr
+    assert "optim.learning_rate: 0.03 -> 0.001" in proc.stderr
+    assert "finished in an earlier run" not in proc.stdout + proc.stderr

@@ -135,6 +135,61 @@ def check_run_dir(run_dir: Path) -> None:
         RunDirLock(run_dir).acquire().release()
 
 
+def _override_key(text: str) -> str:
+    return str(text).lstrip("+~").split("=", 1)[0]
+
+
+def check_sweep_dir(config: DictConfig) -> None:
+    """Refuses a sweep into a ``hydra.sweep.dir`` that holds a sweep of other overrides (its
+    ``multirun.yaml``, written by the sweep that made it). Jobs are numbered by their place in
+    the grid, and a finished job is kept when its sweep runs again, so a changed grid (a value
+    added, removed or reordered, another key) would pair finished results with other values.
+    Overrides of what may change on resumption (``logger.*``, ``train.resume``) are left out
+    of the comparison. Writes nothing.
+
+    Raises:
+      ConfigError: naming the folder and both lists of overrides."""
+    from rnnlab.loop import IGNORED_ON_RESUME
+
+    path = Path(str(config.hydra.sweep.dir)) / "multirun.yaml"
+    if not path.is_file():
+        return
+    try:
+        before = OmegaConf.load(path).hydra.overrides.task
+    except Exception:  # not a sweep's record: nothing to compare with
+        return
+
+    def kept(overrides) -> list[str]:
+        return [str(o) for o in overrides if not any(
+            _override_key(o) == p or _override_key(o).startswith(p + ".")
+            for p in IGNORED_ON_RESUME)]
+
+    old, new = kept(before), kept(config.hydra.overrides.task)
+    if old != new:
+        raise ConfigError(
+            f"sweep folder {path.parent} holds a sweep of other overrides (before: "
+            f"{' '.join(old) or '(none)'}; now: {' '.join(new) or '(none)'}); its jobs are "
+            f"numbered by their place in the grid, so its finished jobs would be kept under "
+            f"other values. Rerun the same overrides to continue that sweep, or give a new "
+            f"hydra.sweep.dir (python -m rnnlab.report on a folder above both reads them "
+            f"together)")
+
+
+def finished_differences(run_dir: Path, cfg: DictConfig) -> list[str]:
+    """``key: old -> new`` between the config a finished job in ``run_dir`` ran with (its
+    ``config.yaml``) and ``cfg`` (:func:`rnnlab.loop.config_differences`); empty when they
+    agree or the folder has no config."""
+    import yaml
+
+    from rnnlab.loop import config_differences
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return []
+    return config_differences(yaml.safe_load(path.read_text()) or {},
+                              OmegaConf.to_container(cfg, resolve=True))
+
+
 def finished(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds a run that is over: one that ended ``ok``, or ended otherwise
     with no checkpoint to continue from. A run killed before its summary, stopped by a signal,
@@ -306,6 +361,13 @@ class RunCallback(Callback):
         _state["prebuilt"] = (OmegaConf.to_yaml(cfg), trainer)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_sweep_dir(config)
+        except ConfigError as err:
+            if full_errors():
+                raise
+            print(f"[rnnlab] error: {err}", file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
         try:
             use_compilation_cache(job_config(config))
         except ConfigError:

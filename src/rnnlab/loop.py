@@ -809,7 +809,7 @@ def fit_options(cfg) -> dict[str, Any]:
 
 
 CHECKPOINT_CHUNKS = 10  # train.checkpoint_every=null: a checkpoint every 10 chunks
-IGNORED_ON_RESUME = ("logger", "train.resume")  # may change between a run and its resumption
+IGNORED_ON_RESUME = ("logger", "train.resume", "train.compilation_cache")  # may change on resuming
 
 
 def checkpoint_every(cfg) -> int | None:
