@@ -84,6 +84,12 @@ CLI_CASES = [
     (["optim.schedule=step"], ["optim.schedule", "'step'", "cosine"]),
     (["optim.eps=0"], ["optim.eps", "> 0", "got 0"]),
     (["optim=sgd", "optim.momentum=1.5"], ["optim.momentum", "[0.0, 1.0)", "got 1.5"]),
+    # values the chosen optimizer or schedule never reads (they would change nothing)
+    (["optim.weight_decay=0.1"], ["optim.weight_decay=0.1 has no effect with optim.name=adam",
+                                  "optim=adamw"]),
+    (["optim=adamw", "optim.schedule=constant", "optim.warmup_steps=1"],
+     ["optim.warmup_steps=1 has no effect with optim.schedule=constant", "warmup_cosine"]),
+    (["optim=sgd", "optim.eps=1e-3"], ["optim.eps=0.001 has no effect with optim.name=sgd"]),
     (["logger.wandb.mode=onlin"], ["logger.wandb.mode", "'onlin'", "offline"]),
     (["task.length=0"], ["copy task", "length", "got 0"]),
     (["task=adding", "task.length=1"], ["adding task", "length", "got 1"]),

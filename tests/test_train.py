@@ -103,6 +103,37 @@ def test_registered_optimizers_first_update(name):
     np.testing.assert_allclose(first_update(optim), expected, rtol=1e-4)
 
 
+@pytest.mark.parametrize("overrides", [
+    ["optim=adamw", "optim.schedule=constant"],  # the preset's own warm-up stays, unread
+    ["optim=rmsprop", "optim.momentum=0.5"], ["optim=sgd", "optim.momentum=0"],
+    ["optim.schedule=cosine", "optim.final_lr_fraction=0.1"],
+    ["optim=adamw", "optim.weight_decay=0.3"], ["optim=adam", "optim.eps=1e-8"],
+])
+def test_optimizer_values_that_are_read_pass(overrides):
+    train.check_optim_fields_used(config.compose(overrides).optim)
+
+
+def test_warm_up_steps_bound_the_run_only_when_the_schedule_warms_up():
+    short = ["optim=adamw", "train.steps=50", "train.log_every=10"]  # adamw's preset: 100
+    train.validate(config.compose([*short, "optim.schedule=constant"]))
+    with pytest.raises(train.ConfigError, match=r"optim.warmup_steps .*<= 49.*got 100"):
+        train.validate(config.compose(short))
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (["optim.weight_decay=0.1"], "weight_decay"), (["optim.momentum=0.9"], "momentum"),
+    (["optim=adamw", "optim.decay=0.5"], "decay"),
+    (["optim.final_lr_fraction=0.1"], "final_lr_fraction"),
+])
+def test_optimizer_values_nothing_reads_are_refused(overrides, field):
+    """Refused because the optimizer they build is the one without them (checked here)."""
+    optim = config.compose(overrides).optim
+    with pytest.raises(train.ConfigError, match=f"optim.{field}=.* has no effect"):
+        train.check_optim_fields_used(optim)
+    plain = config.compose([o for o in overrides if not o.startswith(f"optim.{field}=")]).optim
+    np.testing.assert_array_equal(first_update(optim), first_update(plain))
+
+
 def test_gradient_clipping_and_no_clipping():
     optim = OptimConfig(name="sgd", learning_rate=0.1, momentum=0.0, grad_clip=1.0)
     big = 10.0 * G  # norm 5

@@ -356,6 +356,48 @@ class Trainer:
         return jax.lax.scan(chunk, self.init(key), None, length=self.num_chunks)
 
 
+# Which optimizers (``optim.name``) and schedules (``optim.schedule``) read each field of the
+# optim group (:data:`OPTIMIZERS`, :data:`SCHEDULES`), and what to do instead of setting it.
+OPTIM_FIELD_READERS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "weight_decay": ("name", ("adamw",), "use optim=adamw for decoupled weight decay "
+                     "(Loshchilov & Hutter 2019)"),
+    "momentum": ("name", ("sgd", "rmsprop"), "use optim=sgd or optim=rmsprop"),
+    "decay": ("name", ("rmsprop",), "it is rmsprop's squared-gradient decay"),
+    "eps": ("name", ("adam", "adamw", "rmsprop"), "sgd has no epsilon"),
+    "warmup_steps": ("schedule", ("warmup_cosine",), "use optim.schedule=warmup_cosine"),
+    "final_lr_fraction": ("schedule", ("cosine", "linear", "warmup_cosine"),
+                          "use a decaying optim.schedule (cosine, linear, warmup_cosine)"),
+}
+
+
+def check_optim_fields_used(optim) -> None:
+    """Refuses a value of the optim group that the chosen optimizer or schedule never reads
+    (:data:`OPTIM_FIELD_READERS`), such as ``optim=adam optim.weight_decay=0.1``, which would
+    otherwise train exactly as without it. A value counts as set when it differs from both
+    the schema's default and the chosen optimizer's preset (``conf/optim/NAME.yaml``), so a
+    preset's own values (adamw's warm-up with ``optim.schedule=constant``) pass.
+
+    Raises:
+      ConfigError: naming the field, its value, what reads it and what to use instead."""
+    from omegaconf import OmegaConf
+
+    from rnnlab.config import OptimConfig, config_dir
+
+    preset_path = config_dir() / "optim" / f"{optim.name}.yaml"
+    preset = OmegaConf.load(preset_path) if preset_path.is_file() else {}
+    defaults = OptimConfig()
+    for field, (by, readers, instead) in OPTIM_FIELD_READERS.items():
+        chosen = getattr(optim, by)
+        if chosen in readers:
+            continue
+        value = getattr(optim, field)
+        if value == getattr(defaults, field) or value == preset.get(field, None):
+            continue
+        raise ConfigError(f"optim.{field}={value} has no effect with optim.{by}={chosen} (read "
+                          f"only by optim.{by}={'|'.join(readers)}); {instead}, or leave it "
+                          f"at {getattr(defaults, field)}")
+
+
 def validate(cfg) -> None:
     """Checks every value of the ``model``, ``optim``, ``train``, ``gradients`` and ``logger``
     groups that the schema's types cannot (ranges, names, relations between fields).
@@ -429,8 +471,11 @@ def validate(cfg) -> None:
     check_choice("optim.name", o.name, sorted(OPTIMIZERS))
     check_choice("optim.schedule", o.schedule, sorted(SCHEDULES))
     check_number("optim.learning_rate", o.learning_rate, 0.0, low_open=True)
-    check_int("optim.warmup_steps", o.warmup_steps, 0, t.steps - 1,
-              why=f" (fewer than train.steps={t.steps})")
+    if o.schedule == "warmup_cosine":  # the only schedule that reads it
+        check_int("optim.warmup_steps", o.warmup_steps, 0, t.steps - 1,
+                  why=f" (fewer than train.steps={t.steps})")
+    else:
+        check_int("optim.warmup_steps", o.warmup_steps, 0)
     check_number("optim.final_lr_fraction", o.final_lr_fraction, 0.0, 1.0,
                  why=" (the final learning rate as a fraction of the peak)")
     check_number("optim.grad_clip", o.grad_clip, 0.0, low_open=True, optional=True)
@@ -438,6 +483,7 @@ def validate(cfg) -> None:
     check_number("optim.momentum", o.momentum, 0.0, 1.0, high_open=True)
     check_number("optim.decay", o.decay, 0.0, 1.0, low_open=True, high_open=True)
     check_number("optim.eps", o.eps, 0.0, low_open=True)
+    check_optim_fields_used(o)
     from rnnlab.logging import WANDB_MODES
 
     check_choice("logger.wandb.mode", cfg.logger.wandb.mode, WANDB_MODES)
