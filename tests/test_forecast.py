@@ -343,6 +343,12 @@ def test_task_option_errors(tmp_path):
     with pytest.raises(ValueError, match=r"transform='log' needs positive values; column "
                                          r"'SUNACTIVITY' has 3 value"):
         make_task("forecast", dataset="sunspots", transform="log")
+    # MASE's scale is the seasonal naive error inside the training span: m in [1, span)
+    with pytest.raises(ValueError, match=r"season_length must be an int >= 1 or null; got 0"):
+        make_task("forecast", dataset="nile", season_length=0)
+    with pytest.raises(ValueError, match=r"season_length=500 must be shorter than the "
+                                         r"training span \(70 rows of 'nile'\)"):
+        make_task("forecast", dataset="nile", season_length=500)
 
 
 # ---- the task ---------------------------------------------------------------------------------

@@ -103,10 +103,14 @@ class ForecastTask(Task):
             if getattr(self, name) not in accepted:
                 raise ValueError(f"forecast task: {name}={getattr(self, name)!r} is not "
                                  f"accepted; use one of {accepted}")
-        for name in ("lookback", "horizon", "folds"):
+        for name in ("lookback", "horizon", "folds", "season_length"):
             value = getattr(self, name)
+            if name == "season_length" and value is None:  # the data set's
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"forecast task: {name} must be an int >= 1; got {value!r}")
+                raise ValueError(f"forecast task: {name} must be an int >= 1"
+                                 f"{' or null' if name == 'season_length' else ''}; "
+                                 f"got {value!r}")
         data = prepare(self._load(), lookback=self.lookback, horizon=self.horizon,
                        target=self.target, features=self.features,
                        val_fraction=self.val_fraction, test_fraction=self.test_fraction,
@@ -117,6 +121,10 @@ class ForecastTask(Task):
         for split in ("train", "val", "test"):
             if data.num_windows(split) < 1:
                 raise ValueError(f"forecast task: no {split} window in {data.name!r}")
+        if data.season_length >= data.spans.train_end:  # MASE's in-sample seasonal naive scale
+            raise ValueError(f"forecast task: season_length={data.season_length} must be "
+                             f"shorter than the training span ({data.spans.train_end} rows of "
+                             f"{data.name!r}): MASE scales by the seasonal naive error within it")
         # fail now, not after training, if a baseline cannot be made: statsforecast missing
         # (it names the extra to install) or too few training windows for AR(p)
         baselines_lib.require_statsforecast()
