@@ -175,6 +175,20 @@ SCHEMA_REFUSALS = [
      "logger.wandb.mode? Accepted: entity, group, init_timeout, mode, project, tags"),
     (["cell.hidden_sise=64", "--cfg", "job"], "cell.hidden_sise: no cell has the key "
      "'hidden_sise'; did you mean cell.hidden_size?"),
+    # a key of another cell than the one chosen (Hydra: "Key 'reset_after' not in
+    # 'LSTMConfig'", five lines, exit 1)
+    (["cell=lstm", "cell.reset_after=false"], "cell.reset_after: cell 'lstm' has no option "
+     "'reset_after' Accepted: activation, bias_init, dtype, forget_bias, hidden_size"),
+    (["-m", "cell=gru,lstm", "cell.forget_bias=3"], "cell.forget_bias: cell 'gru' has no "
+     "option 'forget_bias'"),
+    # booleans and lists (OmegaConf turned 5 into true; Hydra's messages took six lines)
+    (["model.bidirectional=5"], "model.bidirectional=5: not a boolean; write "
+     "model.bidirectional=true or model.bidirectional=false"),
+    (["-m", "logger.progress=true,maybe"], "logger.progress=maybe: not a boolean"),
+    (["task=forecast", "task.features=Close"], "task.features=Close: task.features takes a "
+     "list; write task.features=[Close]"),
+    (["-m", "hydra.launcher=joblib"], "hydra.launcher=joblib: hydra.launcher is a config "
+     "group; choose it with hydra/launcher=joblib (a slash)"),
     (["-m", "model.param_budget=2000", "cell.hidden_size=16,32"], "model.param_budget=2000 "
      "chooses the hidden widths, so cell.hidden_size=16,32 would be ignored; give one of the "
      "two"),
@@ -205,8 +219,13 @@ def test_valid_overrides_pass_the_schema_check():
         "task.lookback=3", "logger.wandb.tags=[a,b]", "optim.learning_rate=interval(0.1,1)",
         "model.hidden_sizes=[8,8]", "optim.grad_clip=null", "model.dropout=0.1",
         "hydra/launcher=packed", "-m"]) is None
-    # a key some cell has passes (a preset may choose that cell); Hydra's composition decides
-    assert check_override_keys(["cell.recurrent_max=2"]) is None
+    # a key some cell has passes when a preset or a config of one's own may choose that cell
+    # (Hydra's composition decides); without either the cell is the default, lstm
+    assert check_override_keys(["+experiment=x", "cell.recurrent_max=2"]) is None
+    assert check_override_keys(["--config-name", "mine", "cell.recurrent_max=2"]) is None
+    assert check_override_keys(["cell=indrnn", "cell.recurrent_max=2"]) is None
+    assert check_override_keys(["cell.recurrent_max=2"]).startswith(
+        "cell.recurrent_max: cell 'lstm' has no option 'recurrent_max'")
     assert check_width_overrides(["model.param_budget=null", "cell.hidden_size=16"]) is None
     assert check_width_overrides(["model.param_budget=2000", "cell=gru"]) is None
 

@@ -12,6 +12,7 @@ the common ones first, in one line. Cell and task schemas are generated from the
 import dataclasses
 import secrets
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -228,18 +229,54 @@ def _overrides(args: list[str]):
         yield o, arg
 
 
+def _chosen_options(args: list[str]) -> dict[str, list[str]]:
+    """The registered cells and tasks a command line surely composes: its ``cell=``
+    (``task=``) values (a sweep's too), or the default (``conf/config.yaml``: lstm, copy) when
+    it gives none, chooses no experiment preset and no config of its own (``--config-name``,
+    ``--config-dir``, ``--config-path``), which may choose them; [] when unsure."""
+    from rnnlab.registry import chosen_names
+
+    preset = any(a.lstrip("+~").startswith("experiment=")
+                 or a.split("=", 1)[0] in ("--config-name", "-cn", "--config-dir", "-cd",
+                                           "--config-path", "-cp") for a in args)
+    out = {}
+    for section, registry, default in (("cell", CELLS, "lstm"), ("task", TASKS, "copy")):
+        names = chosen_names(args, section) or ([] if preset else [default])
+        out[section] = names if all(n in registry for n in names) else []
+    return out
+
+
+def _schema_type(tp, kind: type) -> bool:
+    """Whether ``tp`` is ``kind`` (bool, list) or an optional one."""
+    args = [a for a in getattr(tp, "__args__", (tp,)) if a is not type(None)]
+    if typing.get_origin(tp) in (list, tuple) or tp in (list, tuple):
+        args = [tp]
+    return len(args) == 1 and (args[0] is kind or typing.get_origin(args[0]) is kind
+                               or (kind is list and typing.get_origin(args[0]) is tuple))
+
+
 def check_override_keys(args: list[str]) -> str | None:
     """The error for a command-line override (``train.stepz=100``, ``train.steps=abc``,
-    ``train.steps=1e3``) that composing the config would refuse: a key no schema of its
-    section has (naming the closest one and those accepted), or a value that is not a number
-    where the schema wants an int or a float (sweep values included). None when none is
-    found: other mistakes are left to Hydra's composition. Writes nothing, composes nothing.
-    A key is unknown only if no registered cell (task) has it, since a preset may choose the
-    option."""
+    ``train.steps=1e3``) that composing the config would refuse or silently bend: a key no
+    schema of its section has (naming the closest one and those accepted), or a key the
+    chosen cell (task) does not have (``cell=lstm cell.reset_after=false``: the GRU's); a value
+    that is not a number where the schema wants an int or a float, not ``true``/``false``
+    where it wants a boolean (``model.bidirectional=5`` would become true), or not a list
+    where it wants one (``task.features=Close``: write ``[Close]``), sweep values included;
+    ``hydra.launcher=NAME`` for the group ``hydra/launcher=NAME``. None when none is found:
+    other mistakes are left to Hydra's composition. Writes nothing, composes nothing. Without
+    ``cell=`` on the command line, a preset (``+experiment=``) may choose the cell, so then a
+    key is unknown only if no registered cell has it (the same for tasks)."""
     import difflib
 
+    chosen = _chosen_options(args)
     for o, arg in _overrides(args):
         parts = o.key_or_group.split(".")
+        if (o.key_or_group in ("hydra.launcher", "hydra.sweeper") and not o.is_delete()
+                and isinstance(o.value(), str)):
+            group = o.key_or_group.replace(".", "/")
+            return (f"{arg}: {o.key_or_group} is a config group; choose it with "
+                    f"{group}={o.value()} (a slash)")
         if (o.is_add() or o.is_delete() or o.is_force_add() or o.package
                 or len(parts) < 2 or parts[0] not in ("cell", "task", *_SECTIONS)):
             continue
@@ -253,24 +290,65 @@ def check_override_keys(args: list[str]) -> str | None:
             head = (f"no {where} has the key {parts[-1]!r}"
                     if len(parts) == 2 and parts[0] in ("cell", "task")
                     else f"no such key in {where}")
+            if len(parts) == 2 and chosen.get(parts[0]):  # the chosen ones' keys only
+                accepted = sorted({n for name in chosen[parts[0]]
+                                   for n in _leaf(_schema_of(parts[0], name), ["?"])[1]})
+                close = difflib.get_close_matches(parts[-1], accepted, n=1)
             return (f"{key}: {head}"
                     + (f"; did you mean {where}.{close[0]}?" if close else "")
                     + (f" Accepted: {', '.join(accepted)}" if accepted else ""))
+        if len(parts) == 2 and chosen.get(parts[0]):
+            for name in chosen[parts[0]]:
+                ok, names = _leaf(_schema_of(parts[0], name), parts[1:])
+                if not ok:
+                    close = difflib.get_close_matches(parts[-1], names, n=1)
+                    return (f"{key}: {parts[0]} {name!r} has no option {parts[-1]!r}"
+                            + (f"; did you mean {parts[0]}.{close[0]}?" if close else "")
+                            + f" Accepted: {', '.join(names)}")
+        values = _values(o, arg)
+        if values is None:
+            continue
+        for kind, hint in ((bool, "true or false"), (list, "a list")):
+            if types and all(_schema_type(tp, kind) for tp in types):
+                for value, text in values:
+                    message = _not_a(key, value, text, kind, hint)
+                    if message:
+                        return message
         kinds = {_number_kind(tp) for tp in types}
         if len(kinds) != 1 or None in kinds:
             continue
         kind = kinds.pop()
-        if o.is_sweep_override():
-            try:
-                values = [(v, str(v)) for v in o.sweep_iterator()]
-            except Exception:  # interval sweeps (a sweeper's): not enumerable
-                continue
-        else:
-            values = [(o.value(), arg.split("=", 1)[1])]
         for value, text in values:
             message = _refusal(key, value, kind, text)
             if message:
                 return message
+    return None
+
+
+def _schema_of(section: str, name: str):
+    return cell_schema(name) if section == "cell" else task_schema(name)
+
+
+def _values(o, arg: str):
+    """``[(value, as written)]`` of an override (each of a sweep's), or None for a sweep that
+    cannot be enumerated (a sweeper's interval)."""
+    if o.is_sweep_override():
+        try:
+            return [(v, str(v)) for v in o.sweep_iterator()]
+        except Exception:  # interval sweeps (a sweeper's): not enumerable
+            return None
+    return [(o.value(), arg.split("=", 1)[1])]
+
+
+def _not_a(key: str, value, text: str, kind: type, hint: str) -> str | None:
+    """Why ``value`` is not a ``kind`` (bool or list) for ``key``, or None (null and
+    interpolations are left to the schema)."""
+    if value is None or (isinstance(value, str) and "${" in value):
+        return None
+    if kind is bool and not isinstance(value, bool):
+        return f"{key}={text}: not a boolean; write {key}=true or {key}=false"
+    if kind is list and not isinstance(value, list | tuple):
+        return f"{key}={text}: {key} takes a list; write {key}=[{text}]"
     return None
 
 
