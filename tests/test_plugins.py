@@ -317,3 +317,62 @@ def test_a_plugin_that_does_not_load_is_one_line_on_the_command_line(tmp_path, a
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     left = sorted(p.name for p in tmp_path.iterdir() if p.name != "__pycache__")
     assert left == ["notcells.py"]  # nothing written
+
+
+BROKEN_CELLS = textwrap.dedent('''
+    import dataclasses
+
+    import jax.numpy as jnp
+
+    from rnnlab.cells import Cell, HiddenCarry, SimpleRNN
+
+
+    @dataclasses.dataclass(frozen=True)
+    class WideCarry(SimpleRNN):  # the carry doubles its width each step
+        def step(self, params, carry, xp_BxG):
+            new, h = super().step(params, carry, xp_BxG)
+            return HiddenCarry(h=jnp.concatenate([new.h, new.h], -1)), h
+
+
+    @dataclasses.dataclass(frozen=True)
+    class WideOutput(SimpleRNN):  # outputs 2H
+        def step(self, params, carry, xp_BxG):
+            new, h = super().step(params, carry, xp_BxG)
+            return new, jnp.concatenate([h, h], -1)
+
+
+    @dataclasses.dataclass(frozen=True)
+    class NoStep(Cell):  # neither step nor update
+        gates = ("h",)
+
+        def init(self, key, input_size):
+            return self._dense_params(key, input_size)
+
+        def param_count(self, input_size):
+            return self.gate_size * (input_size + self.hidden_size + 1)
+''')
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("WideCarry", "rule carry_shape (every carry field is [B, H] in the compute dtype; "
+     "initial_carry is zeros): step changed carry field 'h' from float32[3, 8] to "
+     "float32[3, 16]"),
+    ("WideOutput", "rule output (step's output h_BxH is [B, H] and equals the new carry's "
+     "h): step output is float32[3, 16]; expected float32[B=3, H=8]"),
+    ("NoStep", "rule step (step(params, carry, xp_BxG) -> (carry, h_BxH) runs on [B, G] "
+     "projections): step(params, carry, xp_BxG) raised NotImplementedError"),
+])
+def test_a_cell_that_breaks_the_contract_is_refused_when_the_run_is_built(
+        name, fragment, tmp_path, monkeypatch, restore_registries):
+    """Shapes alone (nothing compiled): before, such cells failed after compiling, with JAX's
+    scan error or a broadcasting error, and left a run folder."""
+    from rnnlab.checks import ConfigError
+    from rnnlab.train import make_train
+
+    (tmp_path / "brokencells.py").write_text(BROKEN_CELLS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError) as err:
+        make_train(compose([f"cell=brokencells:{name}", "cell.hidden_size=8"]))
+    message = str(err.value)
+    assert message.startswith(f"cell=brokencells:{name}: {name}(hidden_size=8): "), message
+    assert fragment in message and "\n" not in message

@@ -227,6 +227,52 @@ def check_init(cell: Cell, input_size: int, *, seed: int = 0) -> None:
             err_msg=f"{_rule(cell, 'carry_shape')}: initial carry {field!r} is not zeros")
 
 
+def check_runnable(cell: Cell, input_size: int) -> None:
+    """What the scan driver needs of a cell, from shapes alone (``jax.eval_shape``: nothing
+    is computed or compiled): ``init``, ``initial_carry`` of :attr:`Cell.carry_type`,
+    ``project`` to ``[B, T, G]``, and a ``step`` that keeps the carry's structure, shapes and
+    dtypes and outputs ``[B, H]``. rnnlab runs it on cells that do not ship with it when a run
+    is built, so that a broken contract is named before anything is compiled or written
+    (:func:`check_cell` checks all the rules, values too).
+
+    Raises:
+      AssertionError: naming the cell and the rule (:data:`RULES`)."""
+    B, T, H, G = BATCH, TIME, cell.hidden_size, cell.gate_size
+    cdt = jnp.dtype(dtype_of(cell.dtype))
+    params = _call(cell, "param_count", f"init(key, {input_size})",
+                   functools.partial(jax.eval_shape, functools.partial(
+                       cell.init, input_size=input_size)), jax.random.key(0))
+    carry = _call(cell, "carry_type", f"initial_carry(params, {B})",
+                  functools.partial(jax.eval_shape, functools.partial(
+                      cell.initial_carry, batch_size=B)), params)
+    assert isinstance(carry, tuple) and hasattr(carry, "_fields") and "h" in carry._fields, (
+        f"{_rule(cell, 'carry_type')}: initial_carry returned {describe(carry)}; expected a "
+        f"NamedTuple with an 'h' field")
+    for field, value in carry._asdict().items():
+        assert value.shape == (B, H) and value.dtype == cdt, (
+            f"{_rule(cell, 'carry_shape')}: initial carry field {field!r} is "
+            f"{describe(value)}; expected {cdt}[B={B}, H={H}]")
+    x = jax.ShapeDtypeStruct((B, T, input_size), cdt)
+    xp = _call(cell, "project", "project(params, x_BxTxD)",
+               functools.partial(jax.eval_shape, cell.project), params, x)
+    assert getattr(xp, "shape", None) == (B, T, G), (
+        f"{_rule(cell, 'project')}: project gave {describe(xp)}; expected "
+        f"{cdt}[B={B}, T={T}, G={G}] (G = gate_size)")
+    new_carry, h = _call(cell, "step", "step(params, carry, xp_BxG)",
+                         functools.partial(jax.eval_shape, cell.step), params, carry,
+                         jax.ShapeDtypeStruct((B, G), cdt))
+    assert type(new_carry) is type(carry), (
+        f"{_rule(cell, 'carry_type')}: step returned the carry {describe(new_carry)}; "
+        f"expected a {type(carry).__name__} like {describe(carry)}")
+    for field in carry._fields:
+        old, new = getattr(carry, field), getattr(new_carry, field)
+        assert new.shape == old.shape and new.dtype == old.dtype, (
+            f"{_rule(cell, 'carry_shape')}: step changed carry field {field!r} from "
+            f"{describe(old)} to {describe(new)}")
+    assert getattr(h, "shape", None) == (B, H) and h.dtype == cdt, (
+        f"{_rule(cell, 'output')}: step output is {describe(h)}; expected {cdt}[B={B}, H={H}]")
+
+
 def check_shapes(cell: Cell, input_size: int, *, seed: int = 0) -> None:
     """``project`` and ``step`` shapes and dtypes; ``project`` rejects a wrong feature count;
     the step's output is the new carry's ``h``."""

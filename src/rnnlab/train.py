@@ -491,6 +491,29 @@ def validate(cfg) -> None:
                  low_open=True, optional=True, why=" (seconds)")
 
 
+def check_outside_cells(model) -> None:
+    """Runs :func:`rnnlab.testing.check_runnable` (shapes only) on each cell of ``model`` whose
+    class does not ship with rnnlab (a class path, a plugin), before anything is compiled.
+
+    Raises:
+      ConfigError: the broken rule, in one line (``cell=...: rule carry_shape ...``)."""
+    from rnnlab import testing
+
+    seen = set()
+    for cell in model.cells:
+        cls = type(cell)
+        if cls.__module__.split(".")[0] == "rnnlab" or cls in seen:
+            continue
+        seen.add(cls)
+        try:
+            testing.check_runnable(cell, input_size=3)
+        except AssertionError as err:
+            first = str(err).strip().splitlines()[0]
+            name = getattr(cls, "registered_name", cls.__qualname__)
+            raise ConfigError(f"cell={name}: {first} (rnnlab.testing.check_cell checks "
+                              f"every rule: docs/new_cell.md)") from err
+
+
 def make_train(cfg) -> Trainer:
     """Builds the :class:`Trainer` for a run config (see :mod:`rnnlab.config`).
 
@@ -505,6 +528,7 @@ def make_train(cfg) -> Trainer:
     if cfg.model.param_budget is not None:
         cells = build_cells(cfg, [budget_width(cfg, task)] * int(cfg.model.num_layers))
     model = build_model(cfg, task, cells)
+    check_outside_cells(model)
     build_optimizer(cfg.optim, int(t.steps))  # refuses a bad name or value now
     return Trainer(task=task, model=model, optim=tuple(_options(cfg.optim).items()),
                    batch_size=int(t.batch_size), steps=int(t.steps), chunk_size=chunk,
