@@ -286,7 +286,8 @@ def test_documented_dataset_facts():
     air = forecast.load_dataset("air_passengers").frame["passengers"]
     assert len(air) == 144 and air.index[0] == pd.Timestamp("1949-01-01")
     assert air.iloc[:3].tolist() == [112.0, 118.0, 132.0] and air.iloc[-1] == 432.0  # B&J G
-    with pytest.raises(ValueError, match=r"unknown data set 'airline'; registered: \["):
+    with pytest.raises(ValueError, match=r"dataset='airline' is not a registered data set; "
+                                         r"registered: \["):
         forecast.load_dataset("airline")
 
 
@@ -343,6 +344,13 @@ def test_task_option_errors(tmp_path):
     with pytest.raises(ValueError, match=r"transform='log' needs positive values; column "
                                          r"'SUNACTIVITY' has 3 value"):
         make_task("forecast", dataset="sunspots", transform="log")
+    # the data library's messages, under the task's name
+    with pytest.raises(ValueError, match=r"forecast task: dataset='sunspot' is not a "):
+        make_task("forecast", dataset="sunspot")
+    with pytest.raises(ValueError, match=r"forecast task: test_fraction must be in \(0, 1\)"):
+        make_task("forecast", dataset="nile", test_fraction=1.5)
+    with pytest.raises(ValueError, match=r"forecast task: val_start='abc' is not a date"):
+        make_task("forecast", dataset="nile", val_start="abc", test_start="1950")
     # MASE's scale is the seasonal naive error inside the training span: m in [1, span)
     with pytest.raises(ValueError, match=r"season_length must be an int >= 1 or null; got 0"):
         make_task("forecast", dataset="nile", season_length=0)

@@ -63,6 +63,11 @@ def test_report_of_a_partial_sweep_lists_the_jobs_without_a_summary(sweep, tmp_p
 def test_report_cli_errors_on_an_empty_folder(tmp_path, capsys):
     assert report.main([str(tmp_path)]) == 2
     assert "no run folders" in capsys.readouterr().err
+    (tmp_path / "a.csv").write_text("x\n")  # --out at a file: one line, nothing written
+    assert report.main([str(tmp_path), "--out", str(tmp_path / "a.csv")]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {tmp_path / 'a.csv'} is a file" in err and "Traceback" not in err
+    assert (tmp_path / "a.csv").read_text() == "x\n"
 
 
 def _lstm_count(H, V=10, O=9):

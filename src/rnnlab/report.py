@@ -652,6 +652,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write report.html: one self-contained page (figures "
                              "embedded, sortable tables; no network, no server)")
     args = parser.parse_args(argv)
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        print(f"rnnlab.report: --out {args.out} is a file; give a folder (made if missing)",
+              file=sys.stderr)
+        return 2
     try:
         written = make_report(args.path, args.out, html=args.html)
     except FileNotFoundError as err:

@@ -110,7 +110,8 @@ def register_dataset(name: str, *, target: str, frequency: str | None, season_le
 def load_dataset(name: str) -> Series:
     """The registered data set ``name`` as a :class:`Series` (offline)."""
     if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; registered: {sorted(DATASETS)}")
+        raise ValueError(f"dataset={name!r} is not a registered data set; registered: "
+                         f"{sorted(DATASETS)} (or a CSV file: path=...)")
     info = DATASETS[name]
     return Series(name, info.loader(), info.target, info.features, info.frequency,
                   info.season_length, info.source)

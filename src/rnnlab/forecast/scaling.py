@@ -73,8 +73,15 @@ def split_spans(length: int, *, lookback: int, horizon: int, val_fraction: float
         if not isinstance(index, pd.DatetimeIndex):
             raise ValueError(f"{name}: date splits (val_start, test_start) need a time index; "
                              f"set time_column, or split by val_fraction and test_fraction")
-        train_end = int(index.searchsorted(pd.Timestamp(val_start)))
-        val_end = int(index.searchsorted(pd.Timestamp(test_start)))
+        stamps = {}
+        for field, value in (("val_start", val_start), ("test_start", test_start)):
+            try:
+                stamps[field] = pd.Timestamp(value)
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"{field}={value!r} is not a date (e.g. '1950' or "
+                                 f"'1950-06-30'): {err}") from err
+        train_end = int(index.searchsorted(stamps["val_start"]))
+        val_end = int(index.searchsorted(stamps["test_start"]))
         if val_end < train_end:
             raise ValueError(f"test_start={test_start!r} is before val_start={val_start!r}")
         how = f"val_start={val_start!r}, test_start={test_start!r}"

@@ -111,13 +111,18 @@ class ForecastTask(Task):
                 raise ValueError(f"forecast task: {name} must be an int >= 1"
                                  f"{' or null' if name == 'season_length' else ''}; "
                                  f"got {value!r}")
-        data = prepare(self._load(), lookback=self.lookback, horizon=self.horizon,
-                       target=self.target, features=self.features,
-                       val_fraction=self.val_fraction, test_fraction=self.test_fraction,
-                       val_start=self.val_start, test_start=self.test_start,
-                       scaler=self.scaler, transform=self.transform, missing=self.missing,
-                       season_length=self.season_length, ar_order=self.ar_order,
-                       folds=self.folds, fold=self.fold)
+        try:
+            data = prepare(self._load(), lookback=self.lookback, horizon=self.horizon,
+                           target=self.target, features=self.features,
+                           val_fraction=self.val_fraction, test_fraction=self.test_fraction,
+                           val_start=self.val_start, test_start=self.test_start,
+                           scaler=self.scaler, transform=self.transform, missing=self.missing,
+                           season_length=self.season_length, ar_order=self.ar_order,
+                           folds=self.folds, fold=self.fold)
+        except ValueError as err:  # the data library's messages name the option: say whose
+            if str(err).startswith("forecast task:"):
+                raise
+            raise ValueError(f"forecast task: {err}") from err
         for split in ("train", "val", "test"):
             if data.num_windows(split) < 1:
                 raise ValueError(f"forecast task: no {split} window in {data.name!r}")
