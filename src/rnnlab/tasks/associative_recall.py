@@ -75,7 +75,8 @@ class AssociativeRecallTask(Task):
     def __post_init__(self):
         for name in ("length", "num_pairs", "num_queries", "key_vocab_size",
                      "value_vocab_size"):
-            check_int("associative_recall", name, getattr(self, name), 1)
+            check_int("associative_recall", name, getattr(self, name),
+                      2 if name == "value_vocab_size" else 1)  # one value: nothing to recall
         if self.num_pairs > self.key_vocab_size:
             raise ValueError(f"associative_recall task: num_pairs={self.num_pairs} distinct keys "
                              f"cannot come from key_vocab_size={self.key_vocab_size} keys; "

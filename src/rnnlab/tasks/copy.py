@@ -44,8 +44,9 @@ class CopyTask(Task):
     maximize = True
 
     def __post_init__(self):
-        for name in ("length", "copy_length", "num_symbols"):
+        for name in ("length", "copy_length"):
             check_int("copy", name, getattr(self, name), 1)
+        check_int("copy", "num_symbols", self.num_symbols, 2)  # one symbol: nothing to recall
 
     @property
     def vocab_size(self) -> int:  # type: ignore[override]

@@ -66,7 +66,7 @@ class SelectiveCopyTask(Task):
     def __post_init__(self):
         check_int("selective_copy", "length", self.length, 1)
         check_int("selective_copy", "num_tokens", self.num_tokens, 1)
-        check_int("selective_copy", "num_symbols", self.num_symbols, 1)
+        check_int("selective_copy", "num_symbols", self.num_symbols, 2)  # 1: nothing to recall
         if self.num_tokens > self.length:
             raise ValueError(f"selective_copy task: num_tokens={self.num_tokens} does not fit "
                              f"in a prefix of length={self.length}; accepted: num_tokens <= "
