@@ -108,6 +108,19 @@ def test_bptt_mode_resolution_and_refusals():
         assert resolve_bptt("auto", PeepholeLSTM(hidden_size=2)) == "fused"
         assert resolve_bptt("auto", GRU(hidden_size=2)) == "fused"
         assert resolve_bptt("auto", GRU(hidden_size=2, reset_after=False)) == "autodiff"
+        # the GRU fuses at one member per device only; the LSTM at any count
+        assert resolve_bptt("auto", GRU(hidden_size=2), rows_per_device=2) == "autodiff"
+        assert resolve_bptt("auto", LSTM(hidden_size=2), rows_per_device=4) == "fused"
+        assert resolve_bptt("fused", GRU(hidden_size=2), rows_per_device=4) == "fused"
+        from rnnlab.config import compose
+        from rnnlab.train import make_train
+
+        def chosen(*overrides):  # the suite runs on one CPU device (conftest)
+            return make_train(compose(["cell=gru", "task.length=2", *overrides])).model.bptt
+
+        assert chosen("train.num_seeds=1") == "fused"
+        assert chosen("train.num_seeds=2") == "autodiff"
+        assert chosen("train.num_seeds=2", "model.bptt=fused") == "fused"
     assert not GRU(hidden_size=2, reset_after=False).fusable and GRU(hidden_size=2).fusable
     assert BACKEND_DEFAULTS["cpu"]["unroll"] == 1 and BACKEND_DEFAULTS["gpu"]["unroll"] == 8
     with pytest.raises(ValueError, match=r"bptt=fused needs a cell.*MGU"):

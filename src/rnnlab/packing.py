@@ -175,8 +175,16 @@ def execute_packed(entries: list[tuple[DictConfig, Path, Any]],
                        for k in first.hparams()}
             print(f"[rnnlab] packed: jobs {', '.join(r.run_dir.name for _, r in group)} train as "
                   f"one program of {members} members", file=sys.stderr)
+            trainer = first.trainer
+            if first.cfg.model.bptt == "auto":  # resolved for this program's members per device
+                from rnnlab.train import build_model
+
+                model = build_model(first.cfg, trainer.task, trainer.model.cells,
+                                    members=members)
+                if model.bptt != trainer.model.bptt:
+                    trainer = dataclasses.replace(trainer, model=model)
             try:
-                results = fit_members(first.trainer, keys, parts, hparams=hparams,
+                results = fit_members(trainer, keys, parts, hparams=hparams,
                                       inits=[run.trainer.init for _, run in group],
                                       sharding=member_sharding(first.cfg, members), stop=stop,
                                       repack=repack, **fit_options(first.cfg))

@@ -36,7 +36,7 @@ from rnnlab.cells import make_cell
 from rnnlab.cells.base import ACTIVATIONS
 from rnnlab.checks import ConfigError, check_choice, check_int, check_number
 from rnnlab.models import SequenceModel, count_params
-from rnnlab.recurrent import BPTT_MODES, MERGES, PROJECTIONS
+from rnnlab.recurrent import BPTT_MODES, MERGES, PROJECTIONS, resolve_bptt
 from rnnlab.tasks import Batch, Task, make_task
 
 # metric names
@@ -128,10 +128,28 @@ def budget_width(cfg, task: Task) -> int:
     return lo if budget - count(lo) <= count(hi) - budget else hi
 
 
-def build_model(cfg, task: Task, cells: tuple | None = None) -> SequenceModel:
+def rows_per_device(cfg, members: int | None = None) -> int:
+    """The members (seeds; ``members`` of a packed program) each device runs, as
+    :func:`rnnlab.loop.member_layout` lays them out."""
+    from rnnlab.loop import member_layout
+
+    members = int(cfg.train.num_seeds) if members is None else int(members)
+    used, rows = member_layout(members, len(jax.local_devices()), cfg.train.devices)
+    return rows // used
+
+
+def build_model(cfg, task: Task, cells: tuple | None = None,
+                members: int | None = None) -> SequenceModel:
+    """The model of ``cfg``; ``model.bptt=auto`` is resolved here for its cell and the members
+    per device of its program (:func:`rnnlab.recurrent.resolve_bptt`; ``members``: a packed
+    program's, default ``train.num_seeds``)."""
     m = cfg.model
+    cells = cells if cells is not None else build_cells(cfg)
+    bptt = str(m.bptt)
+    if bptt == "auto" and m.bptt in BPTT_MODES:
+        bptt = resolve_bptt(bptt, cells[0], rows_per_device(cfg, members))
     return SequenceModel(
-        cells=cells if cells is not None else build_cells(cfg),
+        cells=cells,
         output_size=task.output_size,
         vocab_size=task.vocab_size,
         readout=task.readout,
@@ -145,7 +163,7 @@ def build_model(cfg, task: Task, cells: tuple | None = None) -> SequenceModel:
         learn_initial_carry=bool(m.learn_initial_carry),
         projection=m.projection,
         parallel=bool(m.parallel),
-        bptt=str(m.bptt),
+        bptt=bptt,
         init_preset=str(getattr(cfg.cell, "init_preset", "rnnlab")),
     )
 
