@@ -123,12 +123,16 @@ if importable("hydra_plugins.hydra_joblib_launcher"):
         from joblib.externals.loky.process_executor import TerminatedWorkerError
 
         pos, job_num, overrides, hydra_context, config = args[:5]
+        executor = get_reusable_executor(max_workers=1)
         try:
-            return get_reusable_executor(max_workers=1).submit(_execute_job, *args).result()
+            return executor.submit(_execute_job, *args).result()
         except TerminatedWorkerError as err:
             return pos, lost_job(hydra_context, config, overrides, job_num,
                                  f"its process died (exit code {_exit_codes(err)}): out of "
                                  "memory, a crash in native code, or killed")
+        finally:  # loky's executor is one per process: joblib's Parallel, which runs the jobs
+            # not yet started next, cannot reuse this plain one (it has no memmapping manager)
+            executor.shutdown(wait=True)
 
     def _exit_codes(err) -> str:
         """``{SIGKILL(-9)}`` from loky's ``TerminatedWorkerError`` message."""
