@@ -189,6 +189,8 @@ SCHEMA_REFUSALS = [
      "list; write task.features=[Close]"),
     (["-m", "hydra.launcher=joblib"], "hydra.launcher=joblib: hydra.launcher is a config "
      "group; choose it with hydra/launcher=joblib (a slash)"),
+    (["model.hidden_sizes=[8,16]", "cell.hidden_size=32"], "model.hidden_sizes=[8,16] gives "
+     "every layer's width, so cell.hidden_size=32 would be ignored; give one of the two"),
     (["-m", "model.param_budget=2000", "cell.hidden_size=16,32"], "model.param_budget=2000 "
      "chooses the hidden widths, so cell.hidden_size=16,32 would be ignored; give one of the "
      "two"),

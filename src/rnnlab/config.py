@@ -353,13 +353,19 @@ def _not_a(key: str, value, text: str, kind: type, hint: str) -> str | None:
 
 
 def check_width_overrides(args: list[str]) -> str | None:
-    """The error for a command line that sets both ``model.param_budget`` (which chooses the
-    widths) and ``cell.hidden_size``: the width would be ignored. None otherwise."""
+    """The error for a command line that sets ``cell.hidden_size`` beside
+    ``model.param_budget`` (which chooses the widths) or ``model.hidden_sizes`` (which gives
+    them): the width would be ignored. None otherwise."""
     given = {o.key_or_group: arg.split("=", 1)[1] for o, arg in _overrides(args)
              if not (o.is_delete() or o.package)}
     budget = given.get("model.param_budget")
     if budget not in (None, "null") and "cell.hidden_size" in given:
         return (f"model.param_budget={budget} chooses the hidden widths, so "
+                f"cell.hidden_size={given['cell.hidden_size']} would be ignored; give one of "
+                "the two")
+    sizes = given.get("model.hidden_sizes")
+    if sizes not in (None, "null") and "cell.hidden_size" in given:
+        return (f"model.hidden_sizes={sizes} gives every layer's width, so "
                 f"cell.hidden_size={given['cell.hidden_size']} would be ignored; give one of "
                 "the two")
     return None
