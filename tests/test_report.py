@@ -188,6 +188,11 @@ def test_task_tables_split_by_options_that_differ():
     titles = {title: len(rows) for title, rows in report._task_variants(df)}
     # length alone never splits a table (it is the T column); other options do
     assert titles == {"copy": 1, "timed_spikes (mode=gts)": 2, "timed_spikes (mode=msd)": 1}
+    # a whole-number option that pandas made a float (a column with a missing value): no .0
+    df = pd.DataFrame({"task": ["copy"] * 3, "task.copy_length": [3.0, 3.0, np.nan],
+                       "task.length": [5, 5, 5], "task.noise": [0.5, 0.5, 0.25]})
+    titles = sorted(title for title, _ in report._task_variants(df))
+    assert titles == ["copy (copy_length=3, noise=0.5)", "copy (copy_length=nan, noise=0.25)"]
 
 
 def test_figure_lines_keep_the_variants_of_one_cell_apart(tmp_path):

@@ -232,9 +232,18 @@ def forecast_groups(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         dataset = g["dataset"].iloc[0]
         same = [h.iloc[0] for h in groups if h["dataset"].iloc[0] == dataset]
         differ = [f for f in fields[1:] if len({str(r[f]) for r in same}) > 1]
-        name = " ".join([str(dataset), *(f"{f.split('.')[-1]}={g[f].iloc[0]}" for f in differ)])
+        name = " ".join([str(dataset),
+                         *(f"{f.split('.')[-1]}={_option(g[f].iloc[0])}" for f in differ)])
         out.append((name, g))
     return out
+
+
+def _option(value) -> str:
+    """A config value as written in a title: a whole number that pandas turned into a float
+    (a column with missing values) without its ``.0`` (``copy_length=3``, not ``3.0``)."""
+    if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _slug(name: str) -> str:
@@ -371,7 +380,8 @@ def _task_variants(df: pd.DataFrame):
             continue
         for values, gv in g.groupby(varying, dropna=False):
             values = values if isinstance(values, tuple) else (values,)
-            opts = ", ".join(f"{c[5:]}={v}" for c, v in zip(varying, values, strict=True))
+            opts = ", ".join(f"{c[5:]}={_option(v)}" for c, v in zip(varying, values,
+                                                                        strict=True))
             yield f"{task} ({opts})", gv
 
 
