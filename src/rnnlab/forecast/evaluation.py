@@ -103,7 +103,8 @@ def summary_lines(forecast: dict[str, Any], *, units: str = "") -> list[str]:
     metric = c["metric"]
     folds, seeds = forecast["folds"], len(forecast["per_fold"][0]["per_seed"])
     unit = f" ({units})" if units else ""
-    lines = [f"test {metric.upper()}{unit}, {forecast['windows']} windows over {folds} "
+    n = forecast["windows"]
+    lines = [f"test {metric.upper()}{unit}, {n} window{'s' if n != 1 else ''} over {folds} "
              f"fold(s) x {seeds} seed(s): mean ± std over folds and seeds"]
     if c.get("network_mean") is not None:
         lines.append(f"  {'network':<16} {c['network_mean']:.4g} ± {c['network_std']:.2g}")
