@@ -12,6 +12,7 @@ the common ones first, in one line. Cell and task schemas are generated from the
 import dataclasses
 import secrets
 import sys
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -247,12 +248,11 @@ def _chosen_options(args: list[str]) -> dict[str, list[str]]:
 
 
 def _schema_type(tp, kind: type) -> bool:
-    """Whether ``tp`` is ``kind`` (bool, list) or an optional one."""
-    args = [a for a in getattr(tp, "__args__", (tp,)) if a is not type(None)]
-    if typing.get_origin(tp) in (list, tuple) or tp in (list, tuple):
-        args = [tp]
-    return len(args) == 1 and (args[0] is kind or typing.get_origin(args[0]) is kind
-                               or (kind is list and typing.get_origin(args[0]) is tuple))
+    """Whether ``tp`` is ``kind`` (bool; list: a list or tuple type) or an optional one."""
+    union = typing.get_origin(tp) in (typing.Union, types.UnionType)
+    inner = [a for a in typing.get_args(tp) if a is not type(None)] if union else [tp]
+    kinds = (list, tuple) if kind is list else (kind,)
+    return len(inner) == 1 and (typing.get_origin(inner[0]) or inner[0]) in kinds
 
 
 def check_override_keys(args: list[str]) -> str | None:

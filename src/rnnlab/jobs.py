@@ -175,19 +175,26 @@ def check_sweep_dir(config: DictConfig) -> None:
             f"together)")
 
 
-def finished_differences(run_dir: Path, cfg: DictConfig) -> list[str]:
-    """``key: old -> new`` between the config a finished job in ``run_dir`` ran with (its
-    ``config.yaml``) and ``cfg`` (:func:`rnnlab.loop.config_differences`); empty when they
-    agree or the folder has no config."""
-    import yaml
+def earlier_result(run_dir: Path, cfg: DictConfig, num, overrides: str
+                   ) -> tuple[bool, float | None]:
+    """What a sweep job's folder holds from an earlier run of the sweep: ``(False, None)``
+    when no finished run (train it); ``(True, value)`` when it ended ok with this config
+    (kept, and said so; ``value`` its main metric); ``(True, None)`` when it ended ok with
+    another config (a sweeper that proposes other values for the same job number): reported
+    FAILED, naming the keys that differ, and not rerun."""
+    from rnnlab.loop import folder_config_differences
 
-    from rnnlab.loop import config_differences
-
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        return []
-    return config_differences(yaml.safe_load(path.read_text()) or {},
-                              OmegaConf.to_container(cfg, resolve=True))
+    if not finished_ok(run_dir):
+        return False, None
+    diffs = (folder_config_differences(run_dir, cfg)
+             if (Path(run_dir) / "config.yaml").is_file() else [])
+    if diffs:
+        fail(f"[rnnlab] job {num} ({overrides}) FAILED: its folder holds a finished run of "
+             f"another config ({'; '.join(diffs)}); not rerun. Give a new hydra.sweep.dir\n"
+             f"[rnnlab] its run folder: {run_dir}", EXIT_FAILED)
+        return True, None
+    print(f"[rnnlab] job {num} finished in an earlier run of this sweep; kept: {run_dir}")
+    return True, main_metric(run_dir)
 
 
 def finished(run_dir: Path) -> bool:
@@ -513,12 +520,12 @@ def record_failed_job(run_dir: Path, err: Exception, cfg=None) -> None:
 
 
 def _task_main_metric(cfg) -> dict[str, Any] | None:
-    """``{"name", "maximize"}`` of the task class ``cfg.task.name`` names, or None when there
-    is no config or its task does not resolve (the refusal may be about the task itself)."""
+    """The main-metric record of the task ``cfg.task.name`` names, or None when there is no
+    config or its task does not resolve (the refusal may be about the task itself)."""
     try:
+        from rnnlab.loop import main_metric_record
         from rnnlab.tasks import get_task_class
 
-        cls = get_task_class(str(cfg.task.name))
-        return {"name": str(cls.main_metric), "maximize": bool(cls.maximize)}
+        return main_metric_record(get_task_class(str(cfg.task.name)))
     except Exception:  # a record of a failure must not fail itself
         return None

@@ -872,6 +872,12 @@ def _sharding_over(devices: list, members: int, n: int | None = None):
 seed_sharding = member_sharding  # the one-job name
 
 
+def main_metric_record(task) -> dict[str, Any]:
+    """``{"name", "maximize"}`` of the held-out metric a task (class or instance) is ranked
+    by, as ``summary.json`` records it for the sweep's table."""
+    return {"name": str(task.main_metric), "maximize": bool(task.maximize)}
+
+
 def config_differences(old: dict, new: dict) -> list[str]:
     """``key: old -> new`` for every leaf that differs, leaving out what may change on
     resumption (:data:`IGNORED_ON_RESUME`)."""
@@ -880,6 +886,16 @@ def config_differences(old: dict, new: dict) -> list[str]:
                   if not any(k == p or k.startswith(p + ".") for p in IGNORED_ON_RESUME))
     return [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in keys
             if a.get(k, "(absent)") != b.get(k, "(absent)")]
+
+
+def folder_config_differences(run_dir: Path, cfg) -> list[str]:
+    """:func:`config_differences` between the config the run in ``run_dir`` ran with (its
+    ``config.yaml``; none: every key differs) and ``cfg``."""
+    import yaml
+
+    path = Path(run_dir) / "config.yaml"
+    saved = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
+    return config_differences(saved, OmegaConf.to_container(cfg, resolve=True))
 
 
 def _restore(cfg, run_dir: Path, trainer: Trainer, checkpoints, keys):
@@ -892,11 +908,7 @@ def _restore(cfg, run_dir: Path, trainer: Trainer, checkpoints, keys):
 
     if checkpoints is None or not checkpoints.steps():
         return None
-    import yaml
-
-    saved = yaml.safe_load((run_dir / "config.yaml").read_text()) if (
-        run_dir / "config.yaml").exists() else {}
-    diffs = config_differences(saved, OmegaConf.to_container(cfg, resolve=True))
+    diffs = folder_config_differences(run_dir, cfg)
     if diffs:
         raise ConfigError(f"run folder {run_dir} holds a run of another config; it cannot be "
                           f"resumed with this one. Keys that differ: {'; '.join(diffs)}")
@@ -989,8 +1001,7 @@ class JobRun:
         the record); returns the summary."""
         cfg, trainer, seeds = self.cfg, self.trainer, self.seeds
         summary = summarize(cfg, trainer, seeds, ev, fit_info, gradient_summary(self.logger))
-        summary["main_metric"] = {"name": trainer.task.main_metric,
-                                  "maximize": trainer.task.maximize}
+        summary["main_metric"] = main_metric_record(trainer.task)
         rows = members or len(seeds)
         sharding = member_sharding(cfg, rows)
         summary["devices"] = 1 if sharding is None else sharding.mesh.size
@@ -1018,8 +1029,7 @@ class JobRun:
         summary = {"status": "interrupted" if interrupted else "failed",
                    "error": f"{type(err).__name__}: {err}", "title": self.run_dir.name,
                    # so that the sweep's table names the task's metric beside the failure
-                   "main_metric": {"name": self.trainer.task.main_metric,
-                                   "maximize": self.trainer.task.maximize}}
+                   "main_metric": main_metric_record(self.trainer.task)}
         if self.logger is None:
             self.logger = Logger([LocalSink(self.run_dir, plots=False)])
         if not interrupted:

@@ -219,17 +219,8 @@ def run_group(group: list[PackedJob], repack: str = "auto") -> list[float | None
         if jobs.skip_if_stopped(job.run_dir, job.num, job.overrides):
             continue
         with jobs.console_to_run_log(job.run_dir):
-            if jobs.finished_ok(job.run_dir):
-                diffs = jobs.finished_differences(job.run_dir, job.cfg)
-                if diffs:  # a sweeper that proposes other values for the same job number
-                    jobs.fail(f"[rnnlab] job {job.num} ({job.overrides}) FAILED: its folder "
-                              f"holds a finished run of another config ({'; '.join(diffs)}); "
-                              f"not rerun. Give a new hydra.sweep.dir\n[rnnlab] its run "
-                              f"folder: {job.run_dir}", jobs.EXIT_FAILED)
-                    continue
-                print(f"[rnnlab] job {job.num} finished in an earlier run of this sweep; "
-                      f"kept: {job.run_dir}")
-                values[k] = jobs.main_metric(job.run_dir)
+            done, values[k] = jobs.earlier_result(job.run_dir, job.cfg, job.num, job.overrides)
+            if done:
                 continue
             try:
                 jobs.use_compilation_cache(job.cfg)

@@ -134,10 +134,11 @@ class Registry:
             call while ``RNNLAB_PLUGINS`` is unchanged)."""
         modules = os.environ.get(PLUGINS_ENV, "")
         if self._plugins_loaded and not force:
-            if self._load_error is not None and self._load_error[0] == modules:
-                raise self._load_error[1]
-            if self._load_error is None or self._load_error[0] == modules:
+            if self._load_error is None:
                 return
+            if self._load_error[0] == modules:
+                raise self._load_error[1]
+            # RNNLAB_PLUGINS changed since its module failed: load again
         self._plugins_loaded = True
         self._load_error = None
         for ep in importlib.metadata.entry_points(group=self.entry_point_group):

@@ -76,17 +76,10 @@ def _job(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     run_dir = hc.runtime.output_dir
     sweep = hc.mode == RunMode.MULTIRUN
-    if sweep and jobs.finished_ok(run_dir):  # a rerun sweep resumes: finished jobs stay
-        diffs = jobs.finished_differences(run_dir, cfg)
-        if diffs:  # e.g. a sweeper that proposes other values for the same job number
-            jobs.fail(f"[rnnlab] job {hc.job.num} ({hc.job.override_dirname}) FAILED: its "
-                      f"folder holds a finished run of another config ({'; '.join(diffs)}); "
-                      f"not rerun. Give a new hydra.sweep.dir\n[rnnlab] its run folder: "
-                      f"{run_dir}", jobs.EXIT_FAILED)
-            return None
-        print(f"[rnnlab] job {hc.job.num} finished in an earlier run of this sweep; kept: "
-              f"{run_dir}")
-        return jobs.main_metric(run_dir)
+    if sweep:  # a rerun sweep resumes: finished jobs stay
+        done, value = jobs.earlier_result(run_dir, cfg, hc.job.num, hc.job.override_dirname)
+        if done:
+            return value
     try:
         jobs.use_compilation_cache(cfg)  # in a launcher's worker process too
         summary = execute(cfg, run_dir, trainer=jobs.prebuilt(cfg))

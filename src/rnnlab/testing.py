@@ -227,6 +227,29 @@ def check_init(cell: Cell, input_size: int, *, seed: int = 0) -> None:
             err_msg=f"{_rule(cell, 'carry_shape')}: initial carry {field!r} is not zeros")
 
 
+def _check_step_shapes(cell: Cell, params, carry) -> None:
+    """One ``step`` from shapes (``jax.eval_shape``): it keeps the carry's type, shapes and
+    dtypes and outputs ``[B, H]`` in the compute dtype (rules carry_type, carry_shape,
+    output)."""
+    B, H = carry.h.shape[0], cell.hidden_size
+    cdt = jnp.dtype(dtype_of(cell.dtype))
+    xp_BxG = jax.ShapeDtypeStruct((B, cell.gate_size), cdt)
+    new_carry, h_BxH = _call(cell, "step", "step(params, carry, xp_BxG)",
+                             functools.partial(jax.eval_shape, cell.step), params, carry, xp_BxG)
+    assert type(new_carry) is type(carry), (
+        f"{_rule(cell, 'carry_type')}: step returned the carry {describe(new_carry)}; expected "
+        f"a {type(carry).__name__} like {describe(carry)} (lax.scan needs the same structure "
+        "every step)")
+    for field in carry._fields:
+        old, new = getattr(carry, field), getattr(new_carry, field)
+        assert new.shape == old.shape and new.dtype == old.dtype, (
+            f"{_rule(cell, 'carry_shape')}: step changed carry field {field!r} from "
+            f"{describe(old)} to {describe(new)}")
+    assert getattr(h_BxH, "shape", None) == (B, H) and h_BxH.dtype == cdt, (
+        f"{_rule(cell, 'output')}: step output is {describe(h_BxH)}; expected "
+        f"{cdt}[B={B}, H={H}]")
+
+
 def check_runnable(cell: Cell, input_size: int) -> None:
     """What the scan driver needs of a cell, from shapes alone (``jax.eval_shape``: nothing
     is computed or compiled): ``init``, ``initial_carry`` of :attr:`Cell.carry_type`,
@@ -258,19 +281,7 @@ def check_runnable(cell: Cell, input_size: int) -> None:
     assert getattr(xp, "shape", None) == (B, T, G), (
         f"{_rule(cell, 'project')}: project gave {describe(xp)}; expected "
         f"{cdt}[B={B}, T={T}, G={G}] (G = gate_size)")
-    new_carry, h = _call(cell, "step", "step(params, carry, xp_BxG)",
-                         functools.partial(jax.eval_shape, cell.step), params, carry,
-                         jax.ShapeDtypeStruct((B, G), cdt))
-    assert type(new_carry) is type(carry), (
-        f"{_rule(cell, 'carry_type')}: step returned the carry {describe(new_carry)}; "
-        f"expected a {type(carry).__name__} like {describe(carry)}")
-    for field in carry._fields:
-        old, new = getattr(carry, field), getattr(new_carry, field)
-        assert new.shape == old.shape and new.dtype == old.dtype, (
-            f"{_rule(cell, 'carry_shape')}: step changed carry field {field!r} from "
-            f"{describe(old)} to {describe(new)}")
-    assert getattr(h, "shape", None) == (B, H) and h.dtype == cdt, (
-        f"{_rule(cell, 'output')}: step output is {describe(h)}; expected {cdt}[B={B}, H={H}]")
+    _check_step_shapes(cell, params, carry)
 
 
 def check_shapes(cell: Cell, input_size: int, *, seed: int = 0) -> None:
@@ -299,21 +310,7 @@ def check_shapes(cell: Cell, input_size: int, *, seed: int = 0) -> None:
         raise AssertionError(f"{_rule(cell, 'project')}: project accepted {input_size + 1} "
                              f"features from params initialised for input_size={input_size}; "
                              "it must raise ValueError")
-    xp_BxG = jax.ShapeDtypeStruct((B, G), cdt)
-    new_carry, h_BxH = _call(cell, "step", "step(params, carry, xp_BxG)",
-                             functools.partial(jax.eval_shape, cell.step), params, carry, xp_BxG)
-    assert type(new_carry) is type(carry), (
-        f"{_rule(cell, 'carry_type')}: step returned the carry {describe(new_carry)}; expected "
-        f"a {type(carry).__name__} like {describe(carry)} (lax.scan needs the same structure "
-        "every step)")
-    for field in carry._fields:
-        old, new = getattr(carry, field), getattr(new_carry, field)
-        assert new.shape == old.shape and new.dtype == old.dtype, (
-            f"{_rule(cell, 'carry_shape')}: step changed carry field {field!r} from "
-            f"{describe(old)} to {describe(new)}")
-    assert h_BxH.shape == (B, H) and h_BxH.dtype == cdt, (
-        f"{_rule(cell, 'output')}: step output is {describe(h_BxH)}; expected "
-        f"{cdt}[B={B}, H={H}]")
+    _check_step_shapes(cell, params, carry)
     new_carry, h_BxH = _project_step(cell)(params, carry, x_BxTxD)
     np.testing.assert_array_equal(
         np.asarray(h_BxH), np.asarray(new_carry.h),

@@ -146,7 +146,7 @@ def build_model(cfg, task: Task, cells: tuple | None = None,
     m = cfg.model
     cells = cells if cells is not None else build_cells(cfg)
     bptt = str(m.bptt)
-    if bptt == "auto" and m.bptt in BPTT_MODES:
+    if bptt == "auto":
         bptt = resolve_bptt(bptt, cells[0], rows_per_device(cfg, members))
     return SequenceModel(
         cells=cells,
