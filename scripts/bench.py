@@ -438,11 +438,18 @@ def einsum_rate(spec: str, sizes: dict[str, int], reps: int) -> float:
 
     @jax.jit
     def many(a, b):
-        # the operand changes each time (no product is hoisted out of the loop) and the
-        # whole product is summed (none of it can be skipped)
-        def body(i, acc):
-            return acc + jnp.sum(jnp.einsum(spec, a + i.astype(a.dtype) * 1e-9, b))
-        return jax.lax.fori_loop(0, inner, body, jnp.zeros((), jnp.float32))
+        # one element of the operand, carried through the loop, is overwritten with the loop
+        # index each time (in place: O(1)), so that XLA cannot hoist the product out of the
+        # loop; the last product is the result. (An earlier version added i * 1e-9 to the
+        # whole operand and summed the products: elementwise passes per product that cost
+        # XLA up to half the rate of the large products against PyTorch's bare torch.mm. An
+        # optimization barrier does not stop the hoisting: XLA:CPU removes barriers first.)
+        out = jax.eval_shape(lambda: jnp.einsum(spec, a, b))
+
+        def body(i, carry):
+            a_i = carry[0].at[(0,) * a.ndim].set(i.astype(a.dtype))
+            return a_i, jnp.einsum(spec, a_i, b)
+        return jax.lax.fori_loop(0, inner, body, (a, jnp.zeros(out.shape, out.dtype)))[1]
 
     jax.block_until_ready(many(a, b))
     ms = measure({"mm": lambda: jax.block_until_ready(many(a, b))}, 1, reps)["mm"]
@@ -490,6 +497,14 @@ def matmul_rates(shapes: list[Shape], members_shape: Shape, members: int, torch,
             rates["step_size"][(B, H)] = add(f"h@U B={B} H={H}", "bh,hg->bg",
                                              {"b": B, "h": H, "g": 4 * H}, (B, H, 4 * H))
     rates["large"] = add(f"large {n}^3", "mk,kn->mn", {"m": n, "k": n, "n": n}, (n, n, n))
+    if not args.quick:
+        # the fused backward pass's one weight-gradient product over all steps (rows
+        # [h_{t-1}, x_t, 1] against the gate gradients): the share of the step where PyTorch's
+        # GEMM and XLA:CPU's differ most
+        for shape in shapes:
+            K, R, G = shape.T * shape.B, shape.H + shape.D + 1, 4 * shape.H
+            add(f"fused dU,dW,db [H+D+1,T*B]x[T*B,4H] {shape}", "rk,kg->rg",
+                {"r": R, "k": K, "g": G}, (R, K, G))
     if not args.quick and ("members" in args.parts or "layouts" in args.parts
                            or "floor" in args.parts):
         B, H, S = members_shape.B, members_shape.H, members
