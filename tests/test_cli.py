@@ -283,3 +283,28 @@ def test_a_sweep_folder_is_continued_only_by_the_same_grid(tmp_path):
     assert "job 0 (" in proc.stderr and "optim.learning_rate: 0.001 -> 0.0001" in proc.stderr
     assert "optim.learning_rate: 0.03 -> 0.001" in proc.stderr
     assert "finished in an earlier run" not in proc.stdout + proc.stderr
+
+
+def test_a_forecast_sweep_ranks_jobs_by_validation_mase_in_units(tmp_path):
+    """Jobs with other scalers train on other scales (their losses are not comparable); the
+    sweep table's metric is each job's validation MASE in the series' units, from its
+    summary."""
+    proc = _run(["-m", "task=forecast", "task.dataset=sine", "task.lookback=8",
+                 "task.scaler=minmax,standard", "cell.hidden_size=8", "train.steps=4",
+                 "train.log_every=2", "train.num_seeds=1", "train.batch_size=8",
+                 "gradients.every=0", "logger.progress=false",
+                 f"hydra.sweep.dir={tmp_path}/sweep"], cwd=tmp_path)
+    assert "val_mase" in proc.stdout
+    table = pd.read_csv(tmp_path / "sweep" / "sweep.csv")
+    assert list(table["metric"]) == ["val_mase", "val_mase"]
+    for _, row in table.iterrows():
+        summary = json.loads((Path(row["run_dir"]) / "summary.json").read_text())
+        final = summary["final"]
+        assert row["mean"] == pytest.approx(final["val_mase"]["mean"])
+        # MASE = MAE / the training span's in-sample naive MAE (the test span's scale: the
+        # same training span), both in units
+        scale = summary["forecast"]["per_seed"][0]["mase_scale"]
+        assert final["val_mase"]["mean"] == pytest.approx(final["val_mae"]["mean"] / scale)
+    scaled = [json.loads((Path(d) / "summary.json").read_text())["final"]["loss"]["mean"]
+              for d in table["run_dir"]]
+    assert scaled[0] != pytest.approx(scaled[1], rel=0.2)  # the scaled losses differ in scale

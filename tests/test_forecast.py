@@ -221,6 +221,39 @@ def test_changing_the_test_span_changes_nothing_in_training(tmp_path):
     assert np.isfinite(losses[0]).all()
 
 
+def test_final_metrics_score_the_validation_windows_in_units_by_hand(tmp_path):
+    """The main metric sweeps rank forecasts by: each seed's validation MASE in the series'
+    units. A model whose scaled forecast is the truth plus c is off by c * (training max -
+    training min) in units (min-max scaling fitted on the training span), at every window and
+    step; MASE divides by the training span's mean |y_t - y_{t-1}| (season 1)."""
+    from types import SimpleNamespace
+
+    values = 10.0 + np.sin(np.arange(80) / 3.0) + 0.1 * np.arange(80)
+    task = make_task("forecast", **_task_options(_write_series(tmp_path / "a.csv", values)))
+    train = values[:44]  # 80 rows * (1 - 0.2 - 0.25)
+    assert task.data.spans.train_end == 44
+    offsets = np.array([0.0, 0.1, -0.3, 0.2], np.float32)
+    model = SimpleNamespace(apply=lambda c, batch: batch.y + c)
+    out = task.final_metrics(model, SimpleNamespace(params=jax.numpy.asarray(offsets)),
+                             np.array([True, True, True, False]))
+    error = np.abs(offsets[:3]) * np.ptp(train)
+    np.testing.assert_allclose(out["val_mae"][:3], error, atol=1e-4)
+    np.testing.assert_allclose(out["val_rmse"][:3], error, atol=1e-4)
+    np.testing.assert_allclose(out["val_mase"][:3], error / np.mean(np.abs(np.diff(train))),
+                               atol=1e-4)
+    assert out["val_mase"][1] > 0.01  # has teeth
+    assert all(np.isnan(v[3]) for v in out.values())  # the diverged seed
+    # the naive baseline beside them: each window's last input value, every step
+    origins = np.arange(44, 59)  # validation rows 44..59, windows of 2 target steps
+    actual = values[origins[:, None] + np.arange(2)]
+    naive_error = np.abs(actual - values[origins - 1][:, None])
+    base = task.baselines()
+    assert base["val_mae"] == pytest.approx(naive_error.mean())
+    assert base["val_mase"] == pytest.approx(naive_error.mean()
+                                             / np.mean(np.abs(np.diff(train))))
+    assert type(task).main_metric == "val_mase" and not type(task).maximize
+
+
 # ---- baselines --------------------------------------------------------------------------------
 # (the statsforecast baselines against hand computations: tests/test_forecast_baselines.py)
 def test_ar_recovers_an_exact_linear_recursion():

@@ -57,7 +57,8 @@ def test_summary_line_shows_the_forecast_test_span_in_units_beside_baselines():
     assert table[1].split()[1:] == ["baseline", "naive", "1.25", "0.75", "1", "5.5"]
     assert table[2].split()[1:] == ["baseline", "ar(3)", "0.875", "0.5", "0.7", "4"]
     assert any("test span: 80 windows of Close" in line for line in lines)
-    assert any("validation (training units): loss 0.5" in line for line in lines)
+    assert any("validation (loss, mae in the model's scaled units; val_* in the series' "
+               "units): loss 0.5" in line for line in lines)
     assert not any("solved" in line for line in lines)  # a forecast has no criterion
 
 

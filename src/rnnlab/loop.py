@@ -701,7 +701,8 @@ def summary_line(summary: dict) -> str:
         if base is not None:
             text += f" (baseline {base:.4g})"
         parts.append(text)
-    split = "validation (training units)" if summary.get("forecast") else "held-out"
+    split = ("validation (loss, mae in the model's scaled units; val_* in the series' units)"
+             if summary.get("forecast") else "held-out")
     lines = [summary["title"], f"{split}: " + " | ".join(parts)]
     if summary.get("forecast"):
         lines += _forecast_lines(summary["forecast"])
@@ -1000,6 +1001,7 @@ class JobRun:
         """``summary.json`` of a job that trained (``members``: the rows of its program, for
         the record); returns the summary."""
         cfg, trainer, seeds = self.cfg, self.trainer, self.seeds
+        ev = {**ev, **trainer.task.final_metrics(trainer, state, fit_info["alive"])}
         summary = summarize(cfg, trainer, seeds, ev, fit_info, gradient_summary(self.logger))
         summary["main_metric"] = main_metric_record(trainer.task)
         rows = members or len(seeds)

@@ -80,6 +80,14 @@ class Task:
     def solved(self, metrics: dict[str, float]) -> bool:
         return False
 
+    def final_metrics(self, trainer, state, alive) -> dict[str, Any]:
+        """Held-out metrics of the final ``state`` computed on the host, one value per seed
+        (``[S]`` arrays, seeds in ``state``'s order; NaN for a seed not ``alive``). They join
+        the final evaluation's metrics in ``summary.json`` (``final``, ``per_seed``) before
+        the ``main_metric`` is read, so a task can rank runs by a metric the jitted
+        ``metrics`` cannot give (e.g. forecasts in the series' own units)."""
+        return {}
+
     def final_report(self, trainer, state, alive, refit=None) -> dict[str, Any]:
         """Extra results for ``summary.json`` after training (e.g. test-span forecasts in
         the series' units against baselines). ``state`` is vmapped over seeds; ``refit(task)

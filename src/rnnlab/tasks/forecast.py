@@ -44,6 +44,7 @@ from rnnlab.forecast import baselines as baselines_lib
 from rnnlab.forecast.baselines import naive
 from rnnlab.forecast.data import MISSING_OPTIONS, load_csv, load_dataset
 from rnnlab.forecast.evaluation import combine_folds, summary_lines
+from rnnlab.forecast.metrics import forecast_metrics
 from rnnlab.forecast.plots import SERIES_KEY, series_record
 from rnnlab.forecast.prepare import ForecastData, prepare
 from rnnlab.forecast.scaling import SCALERS
@@ -94,6 +95,10 @@ class ForecastTask(Task):
     fold: int | None = None
 
     readout = "last"
+    # MASE of the validation windows in the series' units (Hyndman & Koehler 2006, "Another
+    # look at measures of forecast accuracy"): scale-free, so runs with other scalers,
+    # transforms or data sets rank on one scale, unlike the model-space loss
+    main_metric = "val_mase"
 
     def __post_init__(self):
         if self.features is not None:
@@ -237,11 +242,34 @@ class ForecastTask(Task):
         return self._data.baseline_table(split)
 
     def baselines(self):
+        """The naive forecast (the last value) of every validation window: its model-space
+        MSE beside ``loss``, and its scores in the series' units beside ``val_rmse`` ..
+        ``val_smape`` (its ``val_mase`` is near 1 for a series without a season)."""
         data = self._data
         naive_levels = naive(data.target_levels, data.origins["val"], self.horizon)
         naive_NxH = data.to_model(naive_levels, "val")
         _, y_NxH = data.windows("val")
-        return {"loss": float(np.mean((naive_NxH - y_NxH) ** 2))}
+        units = forecast_metrics(data.actuals("val"), naive_levels,
+                                 data.target_levels[:data.spans.train_end], data.season_length)
+        return {"loss": float(np.mean((naive_NxH - y_NxH) ** 2)),
+                **{f"val_{n}": float(units[n]) for n in ("rmse", "mae", "mase", "smape")}}
+
+    def final_metrics(self, trainer, state, alive) -> dict[str, Any]:
+        """``val_rmse``, ``val_mae``, ``val_mase``, ``val_smape``: each seed's forecasts of
+        every validation window, scored in the series' own units (``evaluate_forecasts``;
+        MASE scaled by the training span's in-sample seasonal naive MAE). ``[S]`` arrays, NaN
+        for a diverged seed."""
+        batch = self.eval_batch(None)
+        pred_SxNxH = np.asarray(jax.jit(jax.vmap(
+            lambda params: trainer.apply(params, batch)))(state.params))
+        names = ("rmse", "mae", "mase", "smape")
+        out = {f"val_{n}": np.full(len(pred_SxNxH), np.nan) for n in names}
+        for i, (pred, ok) in enumerate(zip(pred_SxNxH, np.asarray(alive, bool), strict=True)):
+            if ok:
+                scores = self.evaluate_forecasts(pred, "val")
+                for n in names:
+                    out[f"val_{n}"][i] = scores[n]
+        return out
 
     def final_report(self, trainer, state, alive, refit=None) -> dict[str, Any]:
         """Test-span accuracy in the series' units, pooled over the folds.
