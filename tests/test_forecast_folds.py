@@ -234,7 +234,8 @@ def test_report_names_the_best_baseline_and_the_skill(tiny_run, tmp_path):
     assert "24 windows over 3 rolling origins (folds)" in md
     assert f"Best baseline (lowest mean RMSE): **{best}** " in md
     run_line = next(line for line in md.splitlines() if line.startswith("| lstm |"))
-    verdict = {True: "yes", False: "no"}[c["beyond_spread"]]
+    side = "better" if c["difference_mean"] < 0 else "worse"
+    verdict = {True: f"yes, network {side}", False: "no"}[c["beyond_spread"]]
     assert run_line.endswith(f"| {c['skill']:+.3f} | {verdict} |")
     mean, sd = f["baselines"]["naive"]["rmse"], f["baselines_std"]["naive"]["rmse"]
     assert f"| baseline: naive | | | | | {mean:.4g} ± {sd:.2g} |" in md.replace("**", "")

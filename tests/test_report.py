@@ -158,6 +158,28 @@ def test_forecast_report_has_a_table_per_data_set_with_baselines(forecast_sweep,
     assert "![sine: best run vs truth and naive on the test span](forecast_sine.png)" in md
 
 
+def test_beyond_spread_names_the_better_side_where_the_skill_is_undefined(forecast_sweep,
+                                                                          tmp_path):
+    """A best baseline with zero error has no skill score (1 - network/0); the network is
+    worse beyond its spread, and the verdict says so instead of a bare 'yes'."""
+    import shutil
+
+    run = tmp_path / "0_forecast_lstm"
+    shutil.copytree(forecast_sweep / "0_forecast_lstm", run)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["forecast"]["comparison"].update(
+        skill=None, difference_mean=2.0, difference_std=0.5, beyond_spread=True)
+    (run / "summary.json").write_text(json.dumps(summary))
+    md = report.make_report(run, tmp_path / "out")["report"].read_text()
+    line = next(line for line in md.splitlines() if line.startswith("| lstm |"))
+    assert line.endswith("| — | yes, network worse |")
+    summary["forecast"]["comparison"].update(difference_mean=-2.0)
+    (run / "summary.json").write_text(json.dumps(summary))
+    md = report.make_report(run, tmp_path / "out2")["report"].read_text()
+    assert next(line for line in md.splitlines()
+                if line.startswith("| lstm |")).endswith("| — | yes, network better |")
+
+
 def test_forecast_report_on_one_run_writes_into_its_folder(forecast_sweep):
     run = forecast_sweep / "1_forecast_gru"
     written = report.make_report(run)

@@ -282,6 +282,17 @@ def _baseline_spread(g: pd.DataFrame, name: str) -> dict[str, float]:
     return out
 
 
+def _beyond_spread(row) -> str:
+    """``yes, network better`` / ``yes, network worse`` / ``no`` / ``—`` (one pair: no
+    spread): the side is named, so the verdict reads right even where the skill score is
+    undefined (a best baseline with zero error)."""
+    beyond, diff = row.get("test_beyond_spread"), row.get("test_difference_mean")
+    if beyond is True or beyond == 1.0:
+        side = "better" if diff is not None and diff < 0 else "worse"
+        return f"yes, network {side}"
+    return "no" if beyond is False or beyond == 0.0 else "—"
+
+
 def forecast_table(name: str, g: pd.DataFrame,
                    figure: str | list[str] | None = None) -> list[str]:
     """Markdown lines: the runs (mean ± std over seeds) and the baselines, best in bold."""
@@ -310,9 +321,10 @@ def forecast_table(name: str, g: pd.DataFrame,
         b = base.get(best_name, {})
         lines += [f"Best baseline (lowest mean RMSE): **{best_name}** "
                   f"({b.get('rmse', np.nan):.4g}). Skill = 1 − network RMSE / {best_name} "
-                  f"RMSE (> 0: the network is better); beyond spread: the mean paired "
-                  f"difference (network − {best_name}, per fold and seed) is larger than its "
-                  f"std over folds and seeds.", ""]
+                  f"RMSE (> 0: the network is better; — where {best_name}'s RMSE is 0); "
+                  f"beyond spread: whether the mean paired difference (network − {best_name}, "
+                  f"per fold and seed) is larger than its std over folds and seeds, and which "
+                  f"side is better.", ""]
     sweeps = "sweep" in g and g["sweep"].nunique() > 1  # rows from several sweeps: say which
     header = ["model", *(["sweep"] if sweeps else []), "widths", "params", "seeds", "steps run",
               *(METRIC_NAMES[m] for m in FORECAST_METRICS),
@@ -326,9 +338,9 @@ def forecast_table(name: str, g: pd.DataFrame,
         vals = [cell(m, r[f"test_{m}_mean"], _fmt(r[f"test_{m}_mean"], r[f"test_{m}_std"]))
                 for m in FORECAST_METRICS]
         if has_skill:
-            skill, beyond = r.get("test_skill"), r.get("test_beyond_spread")
+            skill = r.get("test_skill")
             vals += [f"{skill:+.3f}" if skill is not None and np.isfinite(skill) else "—",
-                     {True: "yes", False: "no"}.get(beyond, "—")]
+                     _beyond_spread(r)]
         lines.append(f"| {_variant_label(r, variant)} | "
                      + (f"{r['sweep']} | " if sweeps else "") + f"{r['hidden_sizes']} | "
                      f"{int(r['param_count']):,} | {int(r['num_seeds'])} | "
