@@ -195,6 +195,9 @@ def test_changing_the_test_span_changes_nothing_in_training(tmp_path):
     clean_task = make_task("forecast", **_task_options(_write_series(tmp_path / "a.csv", values)))
     dirty_task = make_task("forecast", **_task_options(_write_series(tmp_path / "b.csv", leaked)))
     assert clean_task.data.spans.val_end == 60
+    # titles name the file, not the folder it lies in
+    assert clean_task.label().startswith("forecast(a.csv: target=value, ") and (
+        str(tmp_path) not in clean_task.label())
     np.testing.assert_array_equal(clean_task.data.scaler.shift, dirty_task.data.scaler.shift)
     np.testing.assert_array_equal(clean_task.data.scaler.scale, dirty_task.data.scaler.scale)
     for i in range(3):

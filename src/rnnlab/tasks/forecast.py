@@ -33,6 +33,7 @@ Metrics: ``loss`` (scaled MSE), ``mae`` (scaled MAE). Baselines: ``loss`` of the
 
 import dataclasses
 import hashlib
+import os
 from typing import Any
 
 import jax
@@ -335,7 +336,9 @@ class ForecastTask(Task):
         """``forecast(SOURCE: field=value, ...)`` with the fields that differ from defaults."""
         changed = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
                    if f.name not in ("dataset", "path") and getattr(self, f.name) != f.default]
-        source = self.path if self.path is not None else self.dataset
+        # the file's name: a title, not a locator (an installed preset's CSV lies deep in
+        # site-packages; the full path stays in config.yaml)
+        source = os.path.basename(self.path) if self.path is not None else self.dataset
         inside = f"{source}: {', '.join(changed)}" if changed else f"{source}"
         return f"{self.registered_name}({inside})"
 
