@@ -454,8 +454,16 @@ def test_errors_name_the_problem(key):
     lstm = _random_params(LSTM(hidden_size=H), key)
     with pytest.raises(ValueError, match="'peephole' has no PyTorch counterpart"):
         to_torch("peephole", _random_params(PeepholeLSTM(hidden_size=H), key))
-    with pytest.raises(ValueError, match="convertible cells"):
+    # one list per framework, the same whichever way the cell is unknown to it
+    torch_cells = r"PyTorch converts \['gru', 'lstm', 'rnn'\]"
+    with pytest.raises(ValueError, match="'transformer' has no PyTorch counterpart; "
+                                         + torch_cells):
         to_torch("transformer", lstm)
+    with pytest.raises(ValueError, match="'peephole' has no PyTorch counterpart; " + torch_cells):
+        to_torch("peephole", lstm)
+    with pytest.raises(ValueError, match=r"'transformer' has no Keras counterpart; Keras "
+                                         r"converts \['gru', 'lstm', 'peephole', 'rnn'\]"):
+        to_keras("transformer", lstm)
     with pytest.raises(ValueError, match=r"pass params\['cell'\]"):
         to_torch("lstm", {"cell": lstm})
     with pytest.raises(ValueError, match=r"kernel must be \[D, 4H\].*\(4, 15\)"):

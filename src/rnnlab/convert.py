@@ -116,16 +116,20 @@ def _as_numpy(x: Any, what: str) -> np.ndarray:
     return arr
 
 
-def _layout(cell: str | Cell) -> tuple[str, _Layout]:
-    """The registry name and layout of ``cell`` (a name or an instance)."""
+def _layout(cell: str | Cell, framework: str = "Keras") -> tuple[str, _Layout]:
+    """The registry name and layout of ``cell`` (a name or an instance); ``framework`` names
+    the other side in the message for a cell it has no layer for (``Keras`` or ``PyTorch``)."""
     if isinstance(cell, Cell):
         name = getattr(type(cell), "registered_name", None)
     elif isinstance(cell, str):
         name = cell
     else:
         raise TypeError(f"cell must be a cell name or a Cell instance; got {type(cell).__name__}")
-    if name not in _LAYOUTS:
-        raise ValueError(f"cell {name!r} has no conversion; convertible cells: {sorted(_LAYOUTS)}")
+    if name not in _LAYOUTS or (framework == "PyTorch" and not _LAYOUTS[name].torch_activations):
+        converts = sorted(n for n, v in _LAYOUTS.items()
+                          if framework != "PyTorch" or v.torch_activations)
+        raise ValueError(f"cell {name!r} has no {framework} counterpart; {framework} converts "
+                         f"{converts}")
     if isinstance(cell, Cell) and getattr(cell, "variant", "vanilla") != "vanilla":
         raise ValueError(f"cell.variant={cell.variant!r} has no PyTorch or Keras layer; only "
                          "variant='vanilla' converts")
@@ -135,10 +139,7 @@ def _layout(cell: str | Cell) -> tuple[str, _Layout]:
 def _torch_layout(cell: str | Cell) -> tuple[str, _Layout]:
     """The name and layout of a cell PyTorch has, checking an instance's activations and reset form
     against what PyTorch's modules compute."""
-    name, lay = _layout(cell)
-    if not lay.torch_activations:
-        raise ValueError(f"cell {name!r} has no PyTorch counterpart; PyTorch converts "
-                         f"{sorted(n for n, v in _LAYOUTS.items() if v.torch_activations)}")
+    name, lay = _layout(cell, "PyTorch")
     if isinstance(cell, Cell):
         acts = (getattr(cell, "activation", None), getattr(cell, "recurrent_activation", None))
         if acts not in lay.torch_activations:
