@@ -248,3 +248,24 @@ def test_layer_input_validation():
         jax.eval_shape(RecurrentStack((SimpleRNN(H),), dropout=1.0).init, jax.random.key(0),
                        inputs())
 
+
+
+@pytest.mark.parametrize("projection", ["in_scan", "hoisted"])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_an_input_of_another_width_than_the_params_is_refused_by_name(projection, parallel):
+    """Applying parameters made for D features to D + 1 gives rnnlab's message naming both
+    widths, on every path (Flax's own ScopeParamShapeError named neither)."""
+    from rnnlab.cells import MinGRU
+
+    cell = MinGRU(H) if parallel else LSTM(H)
+    layer = Recurrent(cell, projection=projection, parallel=parallel)
+    params = layer.init(jax.random.key(0), inputs())
+    wider = jnp.zeros((B, T, D + 1), jnp.float32)
+    with pytest.raises(ValueError, match=rf"x has {D + 1} features \(shape \({B}, {T}, "
+                                         rf"{D + 1}\)\) but the cell was initialised for "
+                                         rf"input_size={D}"):
+        layer.apply(params, wider)
+    stack = RecurrentStack((cell, cell), projection=projection)
+    stack_params = stack.init(jax.random.key(0), inputs())
+    with pytest.raises(ValueError, match=rf"initialised for input_size={D}"):
+        stack.apply(stack_params, wider)

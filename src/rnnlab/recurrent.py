@@ -555,6 +555,8 @@ class Recurrent(nn.Module):
         B, T, D = x_BxTxD.shape
         if T == 0:
             raise ValueError(f"the input has no time steps (T=0, shape {x_BxTxD.shape})")
+        if self.has_variable("params", "cell"):  # rnnlab's message, not Flax's shape error
+            self.cell.check_input(self.get_variable("params", "cell"), x_BxTxD)
         params = self.param("cell", self.cell.init, D)
         carry = initial_carry
         if carry is None:

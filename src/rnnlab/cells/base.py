@@ -339,9 +339,18 @@ class Cell:
 
     # ---- shared helpers -------------------------------------------------------------------
     def check_input(self, params: Params, x_BxTxD: jax.Array) -> None:
+        """Refuses an input that the parameters were not made for.
+
+        Raises:
+          ValueError: ``x_BxTxD`` is not 3-D, or its feature width D differs from the rows of
+            the input kernel ``params["kernel"]`` ``[D, G]`` (cells without one: width
+            unchecked)."""
         if x_BxTxD.ndim != 3:
             raise ValueError(f"x must be [B, T, D]; got shape {x_BxTxD.shape}")
-        d = params["kernel"].shape[0]
+        kernel = params.get("kernel") if hasattr(params, "get") else None
+        if kernel is None:  # a cell without an input kernel: nothing to compare
+            return
+        d = kernel.shape[0]
         if x_BxTxD.shape[-1] != d:
             raise ValueError(
                 f"x has {x_BxTxD.shape[-1]} features (shape {x_BxTxD.shape}) but the cell "
