@@ -32,6 +32,11 @@ CLI_CASES = [
     (["cell.kernel_init=xavier"], ["cell.kernel_init", "'xavier'", "glorot_uniform"]),
     (["cell.activation=swish"], ["cell.activation", "'swish'", "tanh"]),
     (["cell.hidden_size=0"], ["cell.hidden_size", "0"]),
+    # the state alone outgrows the machine: refused from shapes, before anything is allocated
+    # (4(H(10 + H) + H) + 9H + 9 parameters by hand)
+    (["cell.hidden_size=100000"], ["too large for this machine", "widths [100000]",
+                                   "40,005,300,009 parameters", "cell.hidden_size",
+                                   "train.num_seeds"]),
     (["cell.dtype=float64"], ["cell.dtype=float64", "JAX_ENABLE_X64", "float32"]),
     (["cell.dtype=float8"], ["cell.dtype", "'float8'", "bfloat16"]),
     (["train.eval_batch_size=0"], ["train.eval_batch_size", ">= 1", "got 0"]),

@@ -221,3 +221,29 @@ def test_rarely_run_programs_compile_light_with_the_same_outputs():
         outputs.append((state, jit(trainer.evaluate)(state), jit(trainer.probe)(state)))
     jax.tree.map(lambda u, v: np.testing.assert_array_equal(as_numpy(u), as_numpy(v)),
                  *outputs)
+
+
+def test_a_model_too_large_for_the_memory_is_refused_from_shapes(monkeypatch):
+    """The training state of one seed, by hand: an LSTM of width 8 on the copy task's one-hot
+    inputs (D = 10) and a dense head to 9 classes has P = 4(8(10 + 8) + 8) + 8 * 9 + 9
+    parameters; Adam keeps two moments of that size, so the state is 3P float32 values and a
+    few counters, the gradients P more. A run needing more than the memory is refused, and
+    one that fits is not."""
+    from rnnlab.checks import ConfigError
+
+    cfg = config.compose(["cell.hidden_size=8", "train.num_seeds=3"])
+    trainer = train.make_train(cfg)
+    P = 4 * (8 * (10 + 8) + 8) + 8 * 9 + 9
+    state, params = train.state_bytes(trainer)
+    assert params == 4 * P
+    assert 3 * 4 * P <= state < 3 * 4 * P + 64
+    need = 3 * (state + params)
+    monkeypatch.setattr(train, "device_memory_bytes", lambda: need)
+    train.check_memory(trainer, 3)
+    monkeypatch.setattr(train, "device_memory_bytes", lambda: need - 1)
+    with pytest.raises(ConfigError, match=rf"widths \[8\] give {P:,} parameters per seed.* "
+                                          r"of 3 seed\(s\) alone need .* train.num_seeds"):
+        train.check_memory(trainer, 3)
+    train.check_memory(trainer, 2)  # fewer seeds fit
+    monkeypatch.setattr(train, "device_memory_bytes", lambda: None)  # unknown: no check
+    train.check_memory(trainer, 10**6)

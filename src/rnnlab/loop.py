@@ -29,7 +29,7 @@ from rnnlab.checks import ConfigError
 from rnnlab.jobs import claim_run_dir
 from rnnlab.logging import LocalSink, Logger, WandbSink, flatten
 from rnnlab.tasks.base import Task
-from rnnlab.train import LOSS, Trainer, make_train, param_count, seed_keys
+from rnnlab.train import LOSS, Trainer, check_memory, make_train, param_count, seed_keys
 
 
 def _host(tree) -> dict:
@@ -759,7 +759,9 @@ def build(cfg) -> Trainer:
     :class:`~rnnlab.checks.ConfigError` (a value that cannot run): nothing is compiled or
     written yet."""
     try:
-        return make_train(cfg)
+        trainer = make_train(cfg)
+        check_memory(trainer, int(cfg.train.num_seeds))
+        return trainer
     except ConfigError:
         raise
     except (ValueError, TypeError, KeyError, LookupError, OSError, ImportError) as err:

@@ -24,6 +24,7 @@ differ in seed *and* in these values (:mod:`rnnlab.packing`).
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -562,3 +563,55 @@ def seed_keys(cfg) -> jax.Array:
 def param_count(trainer: Trainer) -> int:
     shapes = jax.eval_shape(trainer.init, jax.random.key(0))
     return count_params(shapes.params)
+
+
+def _nbytes(tree) -> int:
+    return int(sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(tree)
+                   if hasattr(x, "dtype") and x.dtype != jax.dtypes.float0
+                   and not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)))
+
+
+def state_bytes(trainer: Trainer) -> tuple[int, int]:
+    """``(training state, parameters)`` of one seed, in bytes, from shapes alone (nothing is
+    allocated): the state is the parameters, the optimizer's state (Adam: two moments of the
+    parameters' size) and the counters."""
+    shapes = jax.eval_shape(trainer.init, jax.random.key(0))
+    return _nbytes(shapes), _nbytes(shapes.params)
+
+
+def device_memory_bytes() -> int | None:
+    """The memory the default backend's local devices hold, in bytes: the machine's physical
+    memory on the CPU (its devices share it), the sum of each accelerator's ``bytes_limit``
+    elsewhere; ``None`` when unknown."""
+    try:
+        if jax.default_backend() == "cpu":
+            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        limits = [(d.memory_stats() or {}).get("bytes_limit") for d in jax.local_devices()]
+        return int(sum(limits)) if limits and all(limits) else None
+    except (AttributeError, ValueError, OSError, RuntimeError):
+        return None
+
+
+def check_memory(trainer: Trainer, num_seeds: int) -> None:
+    """Refuses a run whose training state and gradients alone (:func:`state_bytes`, the
+    gradients the parameters' size), for every seed, exceed the devices' memory
+    (:func:`device_memory_bytes`): it could only fail when the state is allocated, after the
+    run folder is written. A lower bound: the activations saved for BPTT come on top.
+
+    Raises:
+      ConfigError: naming the widths, the parameter count, the bytes needed and held."""
+    have = device_memory_bytes()
+    if not have:
+        return
+    state, params = state_bytes(trainer)
+    need = (state + params) * int(num_seeds)
+    if need > have:
+        widths = [c.hidden_size for c in trainer.model.cells]
+        gib = 2.0 ** 30
+        raise ConfigError(
+            f"the model is too large for this machine: widths {widths} give "
+            f"{param_count(trainer):,} parameters per seed, and the parameters, gradients and "
+            f"optimizer state of {num_seeds} seed(s) alone need {need / gib:.1f} GiB, more "
+            f"than the {have / gib:.1f} GiB of memory of the {jax.default_backend()} "
+            f"device(s); lower cell.hidden_size (or model.hidden_sizes), model.num_layers or "
+            f"train.num_seeds")
