@@ -108,6 +108,11 @@ CLI_CASES = [
     (["-m", "--cfg", "job", "cell=lstm,gru"], ["--multirun and --cfg", "cannot be combined",
                                                "--cfg job cell=lstm"]),
     (["--info", "--cfg=hydra"], ["--info and --cfg", "cannot be combined"]),
+    # printing a config checks its values as a run would (it printed a config that cannot run)
+    (["--cfg", "job", "train.steps=0"], ["train.steps must be an int >= 1; got 0",
+                                         "--cfg job prints only configs that can run"]),
+    (["--cfg=all", "optim.learning_rate=-1"], ["optim.learning_rate", "-1",
+                                               "--cfg all prints only"]),
 ]
 
 SMALL = ["train.steps=2", "train.log_every=2", "logger.progress=false",

@@ -123,7 +123,7 @@ def main() -> None:
     # before Hydra: its messages for these are long, or a traceback
     refused = (check_modes(sys.argv[1:]) or check_overrides(sys.argv[1:])
                or _register(sys.argv[1:]) or check_override_keys(sys.argv[1:])
-               or check_width_overrides(sys.argv[1:]))
+               or check_width_overrides(sys.argv[1:]) or check_printed_config(sys.argv[1:]))
     if refused:
         print(f"[rnnlab] error: {refused}", file=sys.stderr)
         sys.exit(jobs.EXIT_BAD_INPUT)
@@ -135,6 +135,38 @@ def main() -> None:
         sys.exit(EXIT_CTRL_C)
     if jobs.exit_code():
         sys.exit(jobs.exit_code())
+
+
+def check_printed_config(args: list[str]) -> str | None:
+    """``--cfg job`` (or ``all``) with plain ``key=value`` overrides: the error a run of that
+    config would stop with at once (:func:`rnnlab.train.validate`: ranges, names, relations
+    between fields), so that a config that cannot run is not printed as if it could; None
+    otherwise (other modes, other flags such as ``--config-name``: left to Hydra). Writes
+    nothing."""
+    from rnnlab.config import compose
+    from rnnlab.train import validate
+
+    flags = [a for a in args if a.startswith("-")]
+    mode_at = [i for i, a in enumerate(args) if a.split("=", 1)[0] in ("--cfg", "-c")]
+    if len(mode_at) != 1 or len(flags) != 1:
+        return None
+    i = mode_at[0]
+    value = args[i].split("=", 1)[1] if "=" in args[i] else (args[i + 1] if i + 1 < len(args)
+                                                               else None)
+    overrides = [a for j, a in enumerate(args) if j != i and not (j == i + 1 and "=" not in
+                                                                 args[i] and a == value)]
+    if value not in ("job", "all") or any("=" not in a or a.startswith(("hydra.", "hydra/"))
+                                          for a in overrides):
+        return None
+    try:
+        cfg = compose(overrides)
+    except Exception:  # left to Hydra's own message
+        return None
+    try:
+        validate(cfg)
+    except ConfigError as err:
+        return f"{err} (--cfg {value} prints only configs that can run)"
+    return None
 
 
 def _shown(path: str) -> str:
