@@ -108,6 +108,12 @@ CLI_CASES = [
     (["-m", "--cfg", "job", "cell=lstm,gru"], ["--multirun and --cfg", "cannot be combined",
                                                "--cfg job cell=lstm"]),
     (["--info", "--cfg=hydra"], ["--info and --cfg", "cannot be combined"]),
+    # a key added with + to rnnlab's own sections, or beside them, is refused like a set one
+    # (Hydra took it silently and nothing read it: +train.stepz=20 trained the default steps)
+    (["+train.stepz=20"], ["train.stepz: no such key in train", "did you mean train.steps?"]),
+    (["++optim.learning_rat=0.1"], ["optim.learning_rat", "did you mean optim.learning_rate?"]),
+    (["+logger.wandb.projct=x"], ["logger.wandb.projct", "logger.wandb.project?"]),
+    (["+foo=1"], ["+foo=1: the config has no section 'foo'", "+experiment=NAME"]),
     # printing a config checks its values as a run would (it printed a config that cannot run)
     (["--cfg", "job", "train.steps=0"], ["train.steps must be an int >= 1; got 0",
                                          "--cfg job prints only configs that can run"]),
@@ -227,7 +233,8 @@ def test_valid_overrides_pass_the_schema_check():
         "cell=gru", "cell.reset_after=true", "train.steps=100", "train.steps='100'",
         "optim.learning_rate=1e-3,3e-4", "optim.learning_rate=2", "train.seed=range(0,3)",
         "train.devices=null", "train.checkpoint_every=${train.log_every}", "+experiment=x",
-        "+cell.extra=1", "~train.seed", "hydra.run.dir=x", "--cfg", "job", "task=forecast",
+        "++train.steps=5", "+cell.extra=1", "~train.seed", "hydra.run.dir=x", "--cfg", "job",
+        "task=forecast",
         "task.lookback=3", "logger.wandb.tags=[a,b]", "optim.learning_rate=interval(0.1,1)",
         "model.hidden_sizes=[8,8]", "optim.grad_clip=null", "model.dropout=0.1",
         "hydra/launcher=packed", "-m"]) is None

@@ -150,6 +150,8 @@ def data_file(name: str) -> str:
 
 _SECTIONS = {"model": ModelConfig, "optim": OptimConfig, "train": TrainConfig,
              "gradients": GradientsConfig, "logger": LoggerConfig}
+# the run config's top-level keys and groups (a key added with + beside them is refused)
+_TOP_LEVEL = ("cell", "task", *_SECTIONS, "experiment", "hydra")
 
 
 def _schemas(section: str) -> list[type]:
@@ -277,8 +279,19 @@ def check_override_keys(args: list[str]) -> str | None:
             group = o.key_or_group.replace(".", "/")
             return (f"{arg}: {o.key_or_group} is a config group; choose it with "
                     f"{group}={o.value()} (a slash)")
-        if (o.is_add() or o.is_delete() or o.is_force_add() or o.package
-                or len(parts) < 2 or parts[0] not in ("cell", "task", *_SECTIONS)):
+        added = o.is_add() or o.is_force_add()
+        if (added and len(parts) == 1 and not o.package and "/" not in o.key_or_group
+                and o.key_or_group not in _TOP_LEVEL):
+            sections = ", ".join(k for k in _TOP_LEVEL if k not in ("hydra", "experiment"))
+            return (f"{arg}: the config has no section {o.key_or_group!r} (a key added with + "
+                    f"is read by nothing); its sections: {sections}, and +experiment=NAME "
+                    f"adds a preset")
+        # a key added with + (or ++) to a section of rnnlab's own schema is checked like a
+        # set one: Hydra takes an unknown one silently and nothing reads it; the cell's and
+        # the task's keys added with + are refused when the cell or task is built
+        if (o.is_delete() or o.package or len(parts) < 2
+                or parts[0] not in ("cell", "task", *_SECTIONS)
+                or (added and parts[0] in ("cell", "task"))):
             continue
         key = o.key_or_group
         found = [_leaf(schema, parts[1:]) for schema in _schemas(parts[0])]
