@@ -114,6 +114,9 @@ CLI_CASES = [
     (["++optim.learning_rat=0.1"], ["optim.learning_rat", "did you mean optim.learning_rate?"]),
     (["+logger.wandb.projct=x"], ["logger.wandb.projct", "logger.wandb.project?"]),
     (["+foo=1"], ["+foo=1: the config has no section 'foo'", "+experiment=NAME"]),
+    # a message ending in a quote keeps it (the refusal stripped quotes off every message)
+    (["task=forecast", "task.val_start=1950-01-01", "task.test_start=1940-01-01"],
+     ["test_start='1940-01-01' is before val_start='1950-01-01'"]),
     # printing a config checks its values as a run would (it printed a config that cannot run)
     (["--cfg", "job", "train.steps=0"], ["train.steps must be an int >= 1; got 0",
                                          "--cfg job prints only configs that can run"]),
@@ -194,7 +197,7 @@ SCHEMA_REFUSALS = [
     # a key of another cell than the one chosen (Hydra: "Key 'reset_after' not in
     # 'LSTMConfig'", five lines, exit 1)
     (["cell=lstm", "cell.reset_after=false"], "cell.reset_after: cell 'lstm' has no option "
-     "'reset_after' Accepted: activation, bias_init, dtype, forget_bias, hidden_size"),
+     "'reset_after'; accepted: activation, bias_init, dtype, forget_bias, hidden_size"),
     (["-m", "cell=gru,lstm", "cell.forget_bias=3"], "cell.forget_bias: cell 'gru' has no "
      "option 'forget_bias'"),
     # booleans and lists (OmegaConf turned 5 into true; Hydra's messages took six lines)

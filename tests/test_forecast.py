@@ -333,6 +333,39 @@ def _csv(tmp_path, text, name="prices.csv"):
     return path
 
 
+def test_csv_infinite_values_year_columns_and_repeated_features(tmp_path):
+    """An infinite value anywhere is refused when the CSV is read (it was taken as data: in a
+    feature column it trained to wrong numbers, in the validation or test span the run failed
+    after training); a time column of four-digit whole numbers is read as years (pandas read
+    them as nanoseconds since 1970), other numbers are refused; a feature listed twice is
+    refused."""
+    path = _csv(tmp_path, "Date,Close,Temp\n2020-01-01,1,0.5\n2020-01-02,2,inf\n"
+                          "2020-01-03,3,-inf\n")
+    with pytest.raises(ValueError, match=r"column 'Temp' in .*prices.csv has 2 infinite "
+                                         r"value\(s\), the first at 2020-01-02"):
+        forecast.load_csv(path, "Close", ["Close", "Temp"], time_column="Date")
+    assert forecast.load_csv(path, "Close", time_column="Date").frame["Close"].tolist() == [
+        1.0, 2.0, 3.0]  # the column not used is not read
+    years = forecast.load_csv(_csv(tmp_path, "year,v\n1872,2\n1871,1\n1873,3\n", "y.csv"),
+                              "v", time_column="year").frame
+    assert list(years.index) == [pd.Timestamp(f"{y}-01-01") for y in (1871, 1872, 1873)]
+    assert years["v"].tolist() == [1.0, 2.0, 3.0]  # sorted by year
+    for text in ("t,v\n0.5,1\n1.5,2\n", "t,v\n1,1\n2,2\n", "t,v\n1871.5,1\n1872,2\n"):
+        with pytest.raises(ValueError, match=r"time_column 't' in .* holds numbers that are "
+                                             r"not years \(e\.g\. "):
+            forecast.load_csv(_csv(tmp_path, text, "t.csv"), "v", time_column="t")
+    with pytest.raises(ValueError, match=r"features lists 'Close' more than once"):
+        forecast.load_csv(path, "Close", ["Close", "Close"], time_column="Date")
+    with pytest.raises(ValueError, match=r"forecast task: features lists 'Close' more than "
+                                         r"once: \['Close', 'Close'\]"):
+        make_task("forecast", dataset=None, path=str(path), target="Close",
+                  features=["Close", "Close"], time_column="Date")
+    with pytest.raises(ValueError, match=r"path='.*prices.csv' and dataset='nile' name two "
+                                         r"series"):
+        make_task("forecast", dataset="nile", path=str(path), target="Close",
+                  time_column="Date")
+
+
 def test_csv_errors_name_the_column(tmp_path):
     path = _csv(tmp_path, "Date,Close\n2020-01-03,3\n2020-01-01,1\n2020-01-02,\n2020-01-06,\n"
                           "2020-01-07,7\n")

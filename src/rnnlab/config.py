@@ -309,7 +309,8 @@ def check_override_keys(args: list[str]) -> str | None:
                 close = difflib.get_close_matches(parts[-1], accepted, n=1)
             return (f"{key}: {head}"
                     + (f"; did you mean {where}.{close[0]}?" if close else "")
-                    + (f" Accepted: {', '.join(accepted)}" if accepted else ""))
+                    + (f"{' A' if close else '; a'}ccepted: {', '.join(accepted)}"
+                       if accepted else ""))
         if len(parts) == 2 and chosen.get(parts[0]):
             for name in chosen[parts[0]]:
                 ok, names = _leaf(_schema_of(parts[0], name), parts[1:])
@@ -317,7 +318,7 @@ def check_override_keys(args: list[str]) -> str | None:
                     close = difflib.get_close_matches(parts[-1], names, n=1)
                     return (f"{key}: {parts[0]} {name!r} has no option {parts[-1]!r}"
                             + (f"; did you mean {parts[0]}.{close[0]}?" if close else "")
-                            + f" Accepted: {', '.join(names)}")
+                            + f"{' A' if close else '; a'}ccepted: {', '.join(names)}")
         values = _values(o, arg)
         if values is None:
             continue

@@ -765,7 +765,10 @@ def build(cfg) -> Trainer:
     except ConfigError:
         raise
     except (ValueError, TypeError, KeyError, LookupError, OSError, ImportError) as err:
-        raise ConfigError(str(err).strip("'\"")) from err
+        # a KeyError's str() is its message's repr: the message itself (a message's own
+        # closing quote, test_start='2018-01-01', is kept)
+        text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        raise ConfigError(text) from err
 
 
 def execute(cfg, run_dir: str | Path, trainer: Trainer | None = None) -> dict[str, Any]:

@@ -139,6 +139,11 @@ def numeric_columns(frame: pd.DataFrame, columns: Sequence[str], source: str) ->
             examples = list(dict.fromkeys(raw[bad].astype(str)))[:3]
             raise ValueError(f"column {column!r} in {source} has {int(bad.sum())} non-numeric "
                              f"value(s), e.g. {examples}")
+        infinite = np.isinf(values.to_numpy(np.float64))
+        if infinite.any():
+            raise ValueError(f"column {column!r} in {source} has {int(infinite.sum())} infinite "
+                             f"value(s), the first at {frame.index[infinite][0]}; the values must "
+                             f"be finite (NaN counts as missing: task.missing=...)")
         out[column] = values.astype(np.float64)
     return pd.DataFrame(out, index=frame.index)
 
@@ -164,6 +169,23 @@ def handle_missing(frame: pd.DataFrame, missing: str, source: str) -> pd.DataFra
 
 
 # ---- user CSVs --------------------------------------------------------------------------------
+def _times(column: pd.Series, name: str, path: Path) -> pd.Series:
+    """A CSV's time column as dates (NaT where unreadable): strings through
+    ``pd.to_datetime``; whole numbers of four digits as years; other numbers raise."""
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return pd.to_datetime(column, errors="coerce")
+    values = column.to_numpy(np.float64)
+    years = np.isfinite(values) & (values == np.round(values)) & (values >= 1000) & (
+        values <= 9999)
+    if not years.all():
+        example = column[~years].iloc[0]
+        raise ValueError(f"time_column {name!r} in {path} holds numbers that are not years "
+                         f"(e.g. {example}): write dates (2020-01-31), or leave time_column "
+                         f"null to keep the rows in file order")
+    return pd.to_datetime(column.astype(np.int64).astype(str), format="%Y")
+
+
+
 def load_csv(path: str | Path, target: str, features: Sequence[str] | None = None,
              time_column: str | None = None, *, missing: str = "error",
              frequency: str | None = None, season_length: int = 1) -> Series:
@@ -173,8 +195,10 @@ def load_csv(path: str | Path, target: str, features: Sequence[str] | None = Non
       path: the CSV file (header row required).
       target: the column to forecast.
       features: input columns; ``None``: the target alone.
-      time_column: a column of dates, parsed with ``pd.to_datetime``; rows are sorted by it
-        and duplicate times raise. ``None``: rows in file order, indexed ``0, 1, ...``.
+      time_column: a column of dates, parsed with ``pd.to_datetime``, or of whole numbers of
+        four digits, read as years (``1871`` is 1871-01-01); rows are sorted by it and
+        duplicate times raise; other numbers raise (pandas would read them as nanoseconds
+        since 1970). ``None``: rows in file order, indexed ``0, 1, ...``.
       missing: ``error`` | ``interpolate`` | ``drop`` (module docstring).
       frequency: optional pandas offset alias recorded with the series.
       season_length: m for the seasonal naive baseline and MASE (1: non-seasonal).
@@ -193,10 +217,13 @@ def load_csv(path: str | Path, target: str, features: Sequence[str] | None = Non
     if raw.empty:
         raise ValueError(f"CSV file {path} has a header but no data rows")
     features = tuple(features) if features is not None else (target,)
+    twice = [f for f in dict.fromkeys(features) if features.count(f) > 1]
+    if twice:
+        raise ValueError(f"features lists {twice[0]!r} more than once: {list(features)}")
     columns = [target, *features]
     check_columns(raw, [*columns, *([time_column] if time_column else [])], str(path))
     if time_column is not None:
-        times = pd.to_datetime(raw[time_column], errors="coerce")
+        times = _times(raw[time_column], time_column, path)
         if times.isna().any():
             bad = raw[time_column][times.isna()].astype(str).tolist()[:3]
             raise ValueError(f"time_column {time_column!r} in {path} has "

@@ -104,6 +104,10 @@ class ForecastTask(Task):
     def __post_init__(self):
         if self.features is not None:
             object.__setattr__(self, "features", tuple(self.features))  # hashable
+            twice = [f for f in dict.fromkeys(self.features) if self.features.count(f) > 1]
+            if twice:
+                raise ValueError(f"forecast task: features lists {twice[0]!r} more than once: "
+                                 f"{list(self.features)}")
         for name, accepted in (("scaler", SCALERS), ("transform", TRANSFORMS),
                                ("missing", MISSING_OPTIONS)):
             if getattr(self, name) not in accepted:
@@ -158,6 +162,11 @@ class ForecastTask(Task):
 
     def _load(self):
         if self.path is not None:
+            default = next(f.default for f in dataclasses.fields(self) if f.name == "dataset")
+            if self.dataset not in (None, default):
+                raise ValueError(f"forecast task: path={self.path!r} and dataset="
+                                 f"{self.dataset!r} name two series; give one of them (a path "
+                                 f"is forecast instead of the dataset)")
             if self.target is None:
                 raise ValueError(f"forecast task: path={self.path!r} needs target, the column "
                                  f"to forecast (task.target=...)")
