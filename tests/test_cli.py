@@ -234,7 +234,8 @@ def test_each_job_end_rewrites_the_sweep_tables(tmp_path):
         (job / ".hydra").mkdir(parents=True)
         (job / ".hydra" / "overrides.yaml").write_text(f"- {override}\n")
     (done / "summary.json").write_text(json.dumps({
-        "status": "ok", "seeds": [0, 1], "main_metric": {"name": "accuracy"},
+        "status": "ok", "seeds": [0, 1], "task": "copy",
+        "main_metric": {"name": "accuracy", "maximize": True},
         "final": {"accuracy": {"mean": 0.75, "std": 0.05}}}))
     single = OmegaConf.create({"hydra": {"mode": RunMode.RUN, "sweep": {"dir": str(tmp_path)}}})
     RunCallback().on_job_end(single)
@@ -247,6 +248,8 @@ def test_each_job_end_rewrites_the_sweep_tables(tmp_path):
     assert table.loc["0_copy_rnn", "mean"] == pytest.approx(0.75)
     assert table.loc["1_copy_rnn", "status"] == "running"
     assert "2 jobs" in (tmp_path / "sweep.md").read_text()
+    assert "Best copy job by accuracy (higher is better): `0_copy_rnn`, 0.75 ± 0.05" in (
+        tmp_path / "sweep.md").read_text()
     assert not list(tmp_path.glob(".sweep.*.tmp"))  # written whole, then renamed
 
 
@@ -297,6 +300,9 @@ def test_a_forecast_sweep_ranks_jobs_by_validation_mase_in_units(tmp_path):
     assert "val_mase" in proc.stdout
     table = pd.read_csv(tmp_path / "sweep" / "sweep.csv")
     assert list(table["metric"]) == ["val_mase", "val_mase"]
+    best = table.loc[table["mean"].idxmin()]
+    assert (f"Best forecast job by val_mase (lower is better): `{best['job']}`"
+            in (tmp_path / "sweep" / "sweep.md").read_text())
     for _, row in table.iterrows():
         summary = json.loads((Path(row["run_dir"]) / "summary.json").read_text())
         final = summary["final"]

@@ -428,7 +428,7 @@ def job_row(job_dir: Path) -> dict[str, Any]:
     row: dict[str, Any] = {"job": job_dir.name, "status": "running", "error": "",
                            "metric": "", "mean": math.nan, "std": math.nan, "seeds": 0,
                            "diverged_seeds": 0, "overrides": _job_overrides(job_dir),
-                           "run_dir": str(job_dir)}
+                           "run_dir": str(job_dir), "task": "", "maximize": False}
     path = job_dir / SUMMARY
     if not path.exists():
         return row
@@ -442,8 +442,24 @@ def job_row(job_dir: Path) -> dict[str, Any]:
     main = summary.get("main_metric") or {}
     name = main.get("name", "loss")
     stats = (summary.get("final") or {}).get(name) or {}
-    row.update(metric=name, mean=_num(stats.get("mean")), std=_num(stats.get("std")))
+    row.update(metric=name, mean=_num(stats.get("mean")), std=_num(stats.get("std")),
+               task=summary.get("task", "") or "", maximize=bool(main.get("maximize", False)))
     return row
+
+
+def best_jobs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The finished job with the best main metric mean, one per task and metric (jobs of
+    other tasks are not compared), by the task's direction (``maximize``)."""
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        if r["status"] != "ok" or not r["metric"] or not math.isfinite(r["mean"]):
+            continue
+        key = (r["task"], r["metric"])
+        other = best.get(key)
+        if other is None or (r["mean"] > other["mean"] if r["maximize"]
+                             else r["mean"] < other["mean"]):
+            best[key] = r
+    return list(best.values())
 
 
 def _num(x) -> float:
@@ -466,7 +482,8 @@ def write_sweep_summary(sweep_dir: Path, rows: list[dict[str, Any]] | None = Non
     sweep_dir = Path(sweep_dir)
     rows = sweep_rows(sweep_dir) if rows is None else rows
     df = pd.DataFrame(rows, columns=["job", "status", "metric", "mean", "std", "seeds",
-                                     "diverged_seeds", "overrides", "error", "run_dir"])
+                                     "diverged_seeds", "overrides", "error", "run_dir", "task",
+                                     "maximize"])
     _write_whole(sweep_dir / "sweep.csv", df.to_csv(index=False))
     split = [r["overrides"].split() for r in rows]
     common = set.intersection(*map(set, split)) if split else set()
@@ -487,6 +504,12 @@ def write_sweep_summary(sweep_dir: Path, rows: list[dict[str, Any]] | None = Non
                                    if r["diverged_seeds"] else "")
         lines.append(f"| {r['job']} | {r['status']} | `{r['overrides']}` | {metric} | "
                      f"{seeds} |")
+    best = best_jobs(rows)
+    if best:
+        lines.append("")
+        lines += [f"Best {r['task'] + ' ' if r['task'] else ''}job by {r['metric']} ("
+                  f"{'higher' if r['maximize'] else 'lower'} is better): `{r['job']}`, "
+                  f"{_fmt(r['mean'])} ± {_fmt(r['std'])}" for r in best]
     bad = [r for r in rows if r["status"] != "ok"]
     if bad:
         lines += ["", "## Jobs not ok", ""]
