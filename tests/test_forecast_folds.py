@@ -238,6 +238,8 @@ def test_report_names_the_best_baseline_and_the_skill(tiny_run, tmp_path):
     verdict = {True: f"yes, network {side}", False: "no"}[c["beyond_spread"]]
     assert run_line.endswith(f"| {c['skill']:+.3f} | {verdict} |")
     mean, sd = f["baselines"]["naive"]["rmse"], f["baselines_std"]["naive"]["rmse"]
-    assert f"| baseline: naive | | | | | {mean:.4g} ± {sd:.2g} |" in md.replace("**", "")
+    val = summary["baselines"]["val_mase"]  # the naive forecast's validation MASE
+    assert f"| baseline: naive | | | | | {val:.4g} | {mean:.4g} ± {sd:.2g} |" in md.replace(
+        "**", "")
     row = pd.read_csv(written["results"]).iloc[0]
     assert row["test_best_baseline"] == best and row["test_folds"] == 3

@@ -141,7 +141,11 @@ def test_forecast_report_has_a_table_per_data_set_with_baselines(forecast_sweep,
     assert df["test_baseline_naive_rmse"].to_numpy() == pytest.approx([naive_rmse] * 2)
     assert df["test_baseline_naive_mase"].to_numpy() == pytest.approx([naive_mase] * 2)
     assert "## forecast: sine" in md and "## forecast\n" not in md
-    assert f"| baseline: naive | | | | | {naive_rmse:.4g} |" in md
+    # the validation windows (rows 280..319, after the 280 training rows), naive by hand: the
+    # column sweeps rank by, beside each run's own
+    val_naive_mase = (np.mean(np.abs(y[280:320] - y[279:319]))
+                      / np.mean(np.abs(y[20:280] - y[:260])))
+    assert f"| baseline: naive | | | | | {val_naive_mase:.4g} | {naive_rmse:.4g} |" in md
     for _, row in df.iterrows():
         summary = json.loads((Path(row["run"]) / "summary.json").read_text())
         series = summary["forecast"]["series"]
@@ -152,7 +156,8 @@ def test_forecast_report_has_a_table_per_data_set_with_baselines(forecast_sweep,
         assert row["test_rmse_std"] == pytest.approx(np.std(rmse_S), rel=1e-4, abs=1e-7)
         line = next(line for line in md.splitlines() if line.startswith(f"| {row['cell']} |"))
         assert f"{row['test_rmse_mean']:.4g} ± {row['test_rmse_std']:.2g}" in line
-        assert f"| {int(row['param_count']):,} | 2 | 4 |" in line
+        assert (f"| {int(row['param_count']):,} | 2 | 4 | "
+                f"{row['val_mase_mean']:.4g} ± {row['val_mase_std']:.2g} | ") in line
     png = written["forecast_sine"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![sine: best run vs truth and naive on the test span](forecast_sine.png)" in md
@@ -245,3 +250,12 @@ def test_figure_lines_keep_the_variants_of_one_cell_apart(tmp_path):
         report.plt.Axes.errorbar = original
     assert drawn == {"lstm (cell.variant=cifg)": [0.05, 0.09],
                      "lstm (cell.variant=vanilla)": [0.01, 0.02]}
+
+
+def test_forecast_row_labels_write_whole_numbers_without_a_decimal_point():
+    """pandas turns an int column with gaps (runs that did not set it) into floats; the label
+    of a row says steps=200, as the command line did, not steps=200.0."""
+    row = pd.Series({"cell": "lstm", "train.steps": 200.0, "task.scaler": "minmax",
+                     "optim.learning_rate": 0.003})
+    assert report._variant_label(row, ["train.steps", "task.scaler", "optim.learning_rate"]) == (
+        "lstm steps=200 scaler=minmax learning_rate=0.003")

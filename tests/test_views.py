@@ -62,6 +62,17 @@ def test_summary_line_shows_the_forecast_test_span_in_units_beside_baselines():
     assert not any("solved" in line for line in lines)  # a forecast has no criterion
 
 
+def test_the_forecast_table_counts_seeds_and_folds_apart():
+    """per_seed pools folds x seeds: 2 folds of 3 seeds are '3 seeds x 2 folds', not 6 seeds."""
+    m = {"rmse": 1.0, "mae": 0.5, "mase": 2.0, "smape": 10.0}
+    forecast = {"windows": 8, "folds": 2, "per_seed": [m] * 6, "series": {"target": "v"},
+                "baselines": {}}
+    lines = loop.summary_line(_summary(forecast=forecast, seeds_solved=None)).splitlines()
+    assert any(line.startswith("[rnnlab] model (3 seeds x 2 folds)") for line in lines)
+    one = loop.summary_line(_summary(forecast={**forecast, "folds": 1}, seeds_solved=None))
+    assert "[rnnlab] model (6 seeds)" in one
+
+
 def test_the_title_names_the_whole_stack():
     trainer = make_train(compose(["model.num_layers=2", "model.bidirectional=true",
                                   "model.merge=sum", "model.dropout=0.2",

@@ -673,7 +673,11 @@ def _forecast_lines(forecast: dict) -> list[str]:
     """The test-span metrics in the series' units, model (mean ± std over live seeds) beside
     every baseline, as an aligned table."""
     live = [m for m in forecast.get("per_seed", []) if m]
-    rows = [[f"model ({len(live)} seed{'s' if len(live) != 1 else ''})"]]
+    folds = int(forecast.get("folds", 1) or 1)  # per_seed holds folds x seeds
+    seeds = len(live) // folds if len(live) % folds == 0 else None
+    rows = [[f"model ({len(live)} seed{'s' if len(live) != 1 else ''})" if folds == 1 else
+             f"model ({seeds} seed{'s' if seeds != 1 else ''} x {folds} folds)"
+             if seeds is not None else f"model ({len(live)} fold-seed pairs)"]]
     for key, _ in FORECAST_COLUMNS:
         v = np.array([m[key] for m in live if m.get(key) is not None], dtype=np.float64)
         v = v[np.isfinite(v)]

@@ -259,7 +259,7 @@ def _variant_columns(g: pd.DataFrame) -> list[str]:
 
 
 def _variant_label(row, columns: list[str]) -> str:
-    extra = " ".join(f"{c.split('.', 1)[1]}={row[c]}" for c in columns)
+    extra = " ".join(f"{c.split('.', 1)[1]}={_option(row[c])}" for c in columns)
     return f"{row['cell']} {extra}".strip()
 
 
@@ -325,8 +325,15 @@ def forecast_table(name: str, g: pd.DataFrame,
                   f"beyond spread: whether the mean paired difference (network − {best_name}, "
                   f"per fold and seed) is larger than its std over folds and seeds, and which "
                   f"side is better.", ""]
+    # the validation MASE of the final weights: what sweeps and Optuna rank forecast runs by
+    has_val = "val_mase_mean" in g and g["val_mase_mean"].notna().any()
+    if has_val:
+        lines += ["val MASE: the validation windows' MASE of each run's final weights, the "
+                  "metric sweeps and Optuna rank forecast runs by (the naive forecast's beside "
+                  "it).", ""]
     sweeps = "sweep" in g and g["sweep"].nunique() > 1  # rows from several sweeps: say which
     header = ["model", *(["sweep"] if sweeps else []), "widths", "params", "seeds", "steps run",
+              *(["val MASE"] if has_val else []),
               *(METRIC_NAMES[m] for m in FORECAST_METRICS),
               *(["skill", "beyond spread"] if has_skill else [])]
     lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
@@ -341,10 +348,11 @@ def forecast_table(name: str, g: pd.DataFrame,
             skill = r.get("test_skill")
             vals += [f"{skill:+.3f}" if skill is not None and np.isfinite(skill) else "—",
                      _beyond_spread(r)]
+        val = [_fmt(r.get("val_mase_mean"), r.get("val_mase_std"))] if has_val else []
         lines.append(f"| {_variant_label(r, variant)} | "
                      + (f"{r['sweep']} | " if sweeps else "") + f"{r['hidden_sizes']} | "
                      f"{int(r['param_count']):,} | {int(r['num_seeds'])} | "
-                     f"{int(r['steps_run'])} | " + " | ".join(vals) + " |")
+                     f"{int(r['steps_run'])} | " + " | ".join(val + vals) + " |")
     for bname, metrics in sorted(base.items(), key=lambda kv: kv[1].get("rmse", np.inf)):
         sd = _baseline_spread(g, bname) if folds > 1 else {}
         vals = [cell(m, metrics.get(m), f"{metrics[m]:.4g}" + (
@@ -352,6 +360,9 @@ def forecast_table(name: str, g: pd.DataFrame,
                 if m in metrics and np.isfinite(metrics[m]) else "—" for m in FORECAST_METRICS]
         if has_skill:
             vals += ["", ""]
+        if has_val:
+            naive = g["baseline_val_mase"].dropna() if "baseline_val_mase" in g else []
+            vals = [f"{naive.iloc[0]:.4g}" if bname == "naive" and len(naive) else "", *vals]
         lines.append(f"| baseline: {bname} | | | | | " + ("| " if sweeps else "")
                      + " | ".join(vals) + " |")
     lines.append("")
