@@ -309,6 +309,7 @@ def test_a_forecast_sweep_ranks_jobs_by_validation_mase_in_units(tmp_path):
         assert row["mean"] == pytest.approx(final["val_mase"]["mean"])
         # MASE = MAE / the training span's in-sample naive MAE (the test span's scale: the
         # same training span), both in units
+        assert "solved" not in summary["per_seed"]["0"] and summary["seeds_solved"] is None
         scale = summary["forecast"]["per_seed"][0]["mase_scale"]
         assert final["val_mase"]["mean"] == pytest.approx(final["val_mae"]["mean"] / scale)
     scaled = [json.loads((Path(d) / "summary.json").read_text())["final"]["loss"]["mean"]

@@ -496,3 +496,18 @@ def test_errors_name_the_problem(key):
         from_keras("lstm", to_keras("lstm", lstm)[:2])
     with pytest.raises(ValueError, match=r"bias must be \[2, 3H\]"):
         from_keras("gru", [np.zeros((D, 3 * H)), np.zeros((H, 3 * H)), np.zeros((3, 3 * H))])
+    # the message names the whole [2, 3H] bias it was given, not half of it
+    with pytest.raises(ValueError, match=rf"bias must be \[2, 3H\] = \(2, {3 * H}\) .*got "
+                                         rf"\(2, {3 * H - 1}\)"):
+        from_keras("gru", [np.zeros((D, 3 * H)), np.zeros((H, 3 * H)),
+                           np.zeros((2, 3 * H - 1))])
+    # a negative layer number and an integer dtype (it turned every weight into 0)
+    with pytest.raises(ValueError, match=r"layer must be an int >= 0 .*got -1"):
+        to_torch("lstm", lstm, layer=-1)
+    with pytest.raises(ValueError, match=r"layer must be an int >= 0"):
+        from_torch("lstm", sd, layer=-1)
+    for convert in (lambda: from_torch("lstm", sd, dtype=np.int32),
+                    lambda: stack_from_torch("lstm", sd, dtype=np.int32),
+                    lambda: from_keras("lstm", to_keras("lstm", lstm), dtype="int32")):
+        with pytest.raises(TypeError, match=r"dtype must be a floating-point type .*got int32"):
+            convert()

@@ -190,7 +190,17 @@ def _check_params(cell: str | Cell, params: Mapping[str, Any]) -> tuple[NumpyPar
 
 
 def _suffix(layer: int, reverse: bool) -> str:
+    if isinstance(layer, bool) or not isinstance(layer, int | np.integer) or layer < 0:
+        raise ValueError(f"layer must be an int >= 0 (PyTorch's _l0, _l1, ...); got {layer!r}")
     return f"_l{layer}" + ("_reverse" if reverse else "")
+
+
+def _check_dtype(dtype) -> None:
+    """Refuses a ``dtype=`` to cast weights to that is not a floating-point type (an integer
+    one turned every weight into 0)."""
+    if dtype is not None and not np.issubdtype(np.dtype(dtype), np.floating):
+        raise TypeError(f"dtype must be a floating-point type (e.g. np.float32); got "
+                        f"{np.dtype(dtype)}")
 
 
 def _permute_gates(w: np.ndarray, order: Sequence[int], num_gates: int) -> np.ndarray:
@@ -257,6 +267,7 @@ def from_torch(cell: str | Cell, state_dict: Mapping[str, Any], *, layer: int = 
       ``{"kernel": [D, G], "recurrent_kernel": [H, G], "bias": [G]}`` (and
       ``"recurrent_bias": [G]`` for the GRU) as NumPy arrays.
     """
+    _check_dtype(dtype)
     name, lay = _torch_layout(cell)
     s = _suffix(layer, reverse)
     keys = {k: f"{prefix}{k}{s}" for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
@@ -380,6 +391,7 @@ def stack_from_torch(cells: str | Cell | Sequence[str | Cell], state_dict: Mappi
     count are read from the keys; keys under ``prefix`` that are not RNN weights (such as
     ``weight_hr``) raise.
     """
+    _check_dtype(dtype)
     found: dict[tuple[int, bool], None] = {}
     for key in state_dict:
         if not key.startswith(prefix):
@@ -464,6 +476,7 @@ def from_keras(cell: str | Cell, weights: Sequence[Any], *, dtype=None) -> Numpy
     """A Keras layer's ``get_weights()`` list as our cell parameters (inverse of
     :func:`to_keras`). For the GRU, a bias ``[2, 3H]`` means ``reset_after=True`` and gives
     ``recurrent_bias``; a bias ``[3H]`` means ``reset_after=False``."""
+    _check_dtype(dtype)
     _, lay = _layout(cell)
     names = ["kernel", "recurrent_kernel", "bias"]
     if "peephole" in lay.extra:
@@ -477,8 +490,10 @@ def from_keras(cell: str | Cell, weights: Sequence[Any], *, dtype=None) -> Numpy
     params = {"kernel": w[0], "recurrent_kernel": w[1]}
     bias = w[2]
     if lay.reset_gate and bias.ndim == 2:
-        if bias.shape[0] != 2:
-            raise ValueError(f"Keras GRU(reset_after=True) bias must be [2, 3H]; got {bias.shape}")
+        if bias.shape[0] != 2 or bias.shape[1] != w[0].shape[-1]:
+            raise ValueError(f"Keras GRU(reset_after=True) bias must be [2, 3H] = (2, "
+                             f"{w[0].shape[-1]}) for a kernel of shape {w[0].shape}; got "
+                             f"{bias.shape}")
         params["bias"], params["recurrent_bias"] = bias[0], bias[1]
     elif bias.ndim != 1:
         raise ValueError(f"Keras {lay.keras_name} bias must be [{n}H]; got {bias.shape}")
@@ -565,6 +580,7 @@ def model_from_keras(model, weights: Sequence[Any], *, dtype=None) -> dict[str, 
 
     Raises:
       ValueError: the list's length or any array's shape does not fit ``model``."""
+    _check_dtype(dtype)
     weights = list(weights)
     params: dict[str, Any] = {"recurrent": {}}
     at = 0

@@ -617,12 +617,14 @@ def summarize(cfg, trainer: Trainer, seeds: list[int], ev: dict, info: dict,
     (``None`` for a task without one); the task's own metrics keep their names in ``final``."""
     task = trainer.task
     alive = info["alive"]
-    per_seed = {str(s): {k: float(v[i]) for k, v in ev.items()} | {
-        "solved": bool(task.solved({k: float(v[i]) for k, v in ev.items()})),
-        "diverged": not bool(alive[i])} for i, s in enumerate(seeds)}
+    has_criterion = type(task).solved is not Task.solved
+    # "solved" only for a task with a criterion (a forecast has none: it said false)
+    per_seed = {str(s): {k: float(v[i]) for k, v in ev.items()} | ({
+        "solved": bool(task.solved({k: float(v[i]) for k, v in ev.items()}))}
+        if has_criterion else {}) | {"diverged": not bool(alive[i])}
+        for i, s in enumerate(seeds)}
     live = {k: np.asarray(v)[alive] for k, v in ev.items()}
     widths = [c.hidden_size for c in trainer.model.cells]
-    has_criterion = type(task).solved is not Task.solved
     return {
         "status": "ok",
         "title": (f"{task.label()} · {model_label(trainer.model, cfg.cell.name)} · "
