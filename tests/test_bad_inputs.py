@@ -117,6 +117,13 @@ CLI_CASES = [
     # a message ending in a quote keeps it (the refusal stripped quotes off every message)
     (["task=forecast", "task.val_start=1950-01-01", "task.test_start=1940-01-01"],
      ["test_start='1940-01-01' is before val_start='1950-01-01'"]),
+    # a config group option that does not exist: one line naming the options (Hydra's own
+    # message was 18 lines with its search path, status 1)
+    (["task=forcast"], ["task=forcast: no such task", "did you mean task=forecast?"]),
+    (["optim=adamm"], ["optim=adamm: no such optim", "Options: adam, adamw, rmsprop, sgd"]),
+    (["+experiment=lstm_variant"], ["+experiment=lstm_variant: no such experiment",
+                                    "did you mean +experiment=lstm_variants?"]),
+    (["-m", "cell=lstm,lstn"], ["cell=lstn: no such cell", "cell=package.module.Class"]),
     # printing a config checks its values as a run would (it printed a config that cannot run)
     (["--cfg", "job", "train.steps=0"], ["train.steps must be an int >= 1; got 0",
                                          "--cfg job prints only configs that can run"]),

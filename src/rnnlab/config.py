@@ -339,6 +339,44 @@ def check_override_keys(args: list[str]) -> str | None:
     return None
 
 
+def check_group_choices(args: list[str]) -> str | None:
+    """The error for a config group chosen on the command line that has no such option
+    (``cell=lstn``, ``task=forcast``, ``optim=adamm``, ``+experiment=nosuch``, a sweep's
+    values too), naming the
+    options and the closest one; None when all exist, or when the command line may bring
+    options of its own (``--config-dir``/``-cd``, ``--config-path``/``-cp``,
+    ``hydra.searchpath``). A class path (``cell=mypkg.cells.MyCell``) is left to the plugin
+    loader. Writes nothing, composes nothing (Hydra's own message is many lines, exit 1)."""
+    import difflib
+
+    if any(a.split("=", 1)[0] in ("--config-dir", "-cd", "--config-path", "-cp")
+           or a.lstrip("+~").startswith("hydra.searchpath") for a in args):
+        return None
+    for o, arg in _overrides(args):
+        group = o.key_or_group
+        if (o.is_delete() or o.package or group == "gradients"
+                or group not in ("cell", "task", "experiment", *_SECTIONS)):
+            continue
+        if group in ("cell", "task"):
+            names = sorted(CELLS if group == "cell" else TASKS)
+        elif group == "experiment":
+            exp = experiments_dir()
+            names = sorted(p.parent.name for p in exp.glob("*/config.yaml")) if exp else []
+        else:
+            names = sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+        for value, _ in _values(o, arg) or []:
+            if not isinstance(value, str) or "." in value or "${" in value or value in names:
+                continue
+            close = difflib.get_close_matches(value, names, n=1)
+            key = arg.split("=", 1)[0]  # as written: +experiment
+            return (f"{key}={value}: no such {group}"
+                    + (f"; did you mean {key}={close[0]}? Options" if close else
+                       "; options") + f": {', '.join(names)}"
+                    + (" (a cell of your own: cell=package.module.Class)"
+                       if group == "cell" else ""))
+    return None
+
+
 def _schema_of(section: str, name: str):
     return cell_schema(name) if section == "cell" else task_schema(name)
 

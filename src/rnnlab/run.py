@@ -50,7 +50,13 @@ from omegaconf import DictConfig
 
 from rnnlab import jobs
 from rnnlab.checks import ConfigError
-from rnnlab.config import check_override_keys, check_width_overrides, config_dir, register_configs
+from rnnlab.config import (
+    check_group_choices,
+    check_override_keys,
+    check_width_overrides,
+    config_dir,
+    register_configs,
+)
 from rnnlab.jobs import console_to_run_log
 from rnnlab.launchers import check_modes, check_overrides
 from rnnlab.loop import Interrupted, execute, summary_line
@@ -123,7 +129,8 @@ def main() -> None:
     # before Hydra: its messages for these are long, or a traceback
     refused = (check_modes(sys.argv[1:]) or check_overrides(sys.argv[1:])
                or _register(sys.argv[1:]) or check_override_keys(sys.argv[1:])
-               or check_width_overrides(sys.argv[1:]) or check_printed_config(sys.argv[1:]))
+               or check_group_choices(sys.argv[1:]) or check_width_overrides(sys.argv[1:])
+               or check_printed_config(sys.argv[1:]))
     if refused:
         print(f"[rnnlab] error: {refused}", file=sys.stderr)
         sys.exit(jobs.EXIT_BAD_INPUT)
