@@ -429,3 +429,32 @@ def test_a_padded_program_repacks_padded_again(tmp_path):
         for metric, stats in alone["final"].items():
             assert (a, b)[k == "b"]["final"][metric] == pytest.approx(stats, rel=RTOL,
                                                                       abs=1e-7)
+
+
+def test_packed_jobs_too_large_together_train_as_several_programs(tmp_path, monkeypatch,
+                                                                  capsys):
+    """Each job fits the memory alone but not all together: they are cut, in order, into
+    programs that fit, and every job trains to the same result as in one program."""
+    from rnnlab import train
+
+    cfgs = [compose([*TINY, "train.num_seeds=2", f"optim.learning_rate={lr}"])
+            for lr in (1e-3, 3e-3, 1e-2)]
+    trainers = [build(c) for c in cfgs]
+    one = sum(train.state_bytes(trainers[0])) * 2  # one job's 2 members
+    monkeypatch.setattr(train, "device_memory_bytes", lambda: 2 * one)
+    assert packing.memory_batches(list(zip(cfgs, trainers, strict=True))) == [[0, 1], [2]]
+    assert "they train as 2 programs" in capsys.readouterr().err
+    monkeypatch.setattr(train, "device_memory_bytes", lambda: None)  # unknown: one program
+    assert packing.memory_batches(list(zip(cfgs, trainers, strict=True))) == [[0, 1, 2]]
+
+    def run(folder, memory):
+        monkeypatch.setattr(train, "device_memory_bytes", lambda: memory)
+        group = [packing.PackedJob(c, tmp_path / folder / str(i), i, f"job{i}")
+                 for i, c in enumerate(cfgs)]
+        return packing.run_group(group)
+
+    split = run("split", one)  # one job per program
+    assert "they train as 3 programs" in capsys.readouterr().err
+    together = run("together", None)
+    assert all(v is not None for v in split)
+    np.testing.assert_allclose(split, together, rtol=1e-6)

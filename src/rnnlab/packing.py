@@ -230,9 +230,12 @@ def run_group(group: list[PackedJob], repack: str = "auto") -> list[float | None
                 _failed(job, err)
     if not ready:
         return values
-    with jobs.console_to_run_log(*(group[k].run_dir for k, _ in ready)):
-        outcome = execute_packed([(group[k].cfg, group[k].run_dir, trainer)
-                                  for k, trainer in ready], repack=repack)
+    outcome = []
+    for batch in memory_batches([(group[k].cfg, trainer) for k, trainer in ready]):
+        part = [ready[i] for i in batch]
+        with jobs.console_to_run_log(*(group[k].run_dir for k, _ in part)):
+            outcome += execute_packed([(group[k].cfg, group[k].run_dir, trainer)
+                                       for k, trainer in part], repack=repack)
     for (k, _), result in zip(ready, outcome, strict=True):
         job = group[k]
         with jobs.console_to_run_log(job.run_dir):
@@ -248,6 +251,32 @@ def run_group(group: list[PackedJob], repack: str = "auto") -> list[float | None
             main = result["main_metric"]["name"]
             values[k] = result["final"].get(main, {}).get("mean")
     return values
+
+
+def memory_batches(jobs_: list[tuple[DictConfig, Any]]) -> list[list[int]]:
+    """The jobs (``(cfg, trainer)``, each already known to fit alone:
+    :func:`rnnlab.train.check_memory`) cut, in order, into programs whose members' training
+    state and gradients together fit the devices' memory (one program when they all do, or
+    when the memory is unknown); indices into ``jobs_``. Prints a line when it cuts."""
+    from rnnlab.train import device_memory_bytes, state_bytes
+
+    have = device_memory_bytes()
+    if not have:
+        return [list(range(len(jobs_)))]
+    batches: list[list[int]] = [[]]
+    used = 0
+    for i, (cfg, trainer) in enumerate(jobs_):
+        need = sum(state_bytes(trainer)) * int(cfg.train.num_seeds)
+        if batches[-1] and used + need > have:
+            batches.append([])
+            used = 0
+        batches[-1].append(i)
+        used += need
+    if len(batches) > 1:
+        print(f"[rnnlab] packed: the {len(jobs_)} jobs' members do not fit the "
+              f"{have / 2 ** 30:.1f} GiB of memory in one program; they train as "
+              f"{len(batches)} programs", file=sys.stderr)
+    return batches
 
 
 def _failed(job: PackedJob, err: Exception) -> None:
