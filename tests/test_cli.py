@@ -315,3 +315,16 @@ def test_a_forecast_sweep_ranks_jobs_by_validation_mase_in_units(tmp_path):
     scaled = [json.loads((Path(d) / "summary.json").read_text())["final"]["loss"]["mean"]
               for d in table["run_dir"]]
     assert scaled[0] != pytest.approx(scaled[1], rel=0.2)  # the scaled losses differ in scale
+
+
+def test_a_glob_sweep_and_an_interpolated_cell_name_reach_hydra(tmp_path):
+    """-m 'cell=glob(min*)' sweeps the cells whose names match (it failed with a traceback,
+    'ConfigLoader is not set', before Hydra started); cell=${oc.env:...} is resolved by Hydra
+    (it was taken for a class path)."""
+    proc = _run(["-m", "cell=glob(mingru)", *TINY, "gradients.every=0",
+                 f"hydra.sweep.dir={tmp_path}/sweep"], cwd=tmp_path)
+    assert "Traceback" not in proc.stderr
+    assert json.loads((tmp_path / "sweep" / "0_copy_mingru" / "summary.json").read_text())[
+        "cell"] == "mingru"
+    shown = _run(["--cfg", "job", "cell=${oc.env:RNNLAB_TEST_CELL,gru}"], cwd=tmp_path)
+    assert "name: gru" in shown.stdout

@@ -342,8 +342,12 @@ def test_csv_infinite_values_year_columns_and_repeated_features(tmp_path):
     path = _csv(tmp_path, "Date,Close,Temp\n2020-01-01,1,0.5\n2020-01-02,2,inf\n"
                           "2020-01-03,3,-inf\n")
     with pytest.raises(ValueError, match=r"column 'Temp' in .*prices.csv has 2 infinite "
-                                         r"value\(s\), the first at 2020-01-02"):
+                                         r"value\(s\), the first at 2020-01-02;"):
         forecast.load_csv(path, "Close", ["Close", "Temp"], time_column="Date")
+    # in file order: the data row, from 0 (pandas' index), said as such
+    with pytest.raises(ValueError, match=r"the first at data row 1 \(counting from 0 after "
+                                         r"the header\)"):
+        forecast.load_csv(path, "Close", ["Close", "Temp"])
     assert forecast.load_csv(path, "Close", time_column="Date").frame["Close"].tolist() == [
         1.0, 2.0, 3.0]  # the column not used is not read
     years = forecast.load_csv(_csv(tmp_path, "year,v\n1872,2\n1871,1\n1873,3\n", "y.csv"),

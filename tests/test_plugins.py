@@ -15,7 +15,7 @@ from hydra.errors import ConfigCompositionException
 from rnnlab.cells import CELLS, SimpleRNN
 from rnnlab.cells.registry import CELL_REGISTRY
 from rnnlab.config import compose
-from rnnlab.registry import PLUGINS_ENV, PluginError, Registry, chosen_names
+from rnnlab.registry import PLUGINS_ENV, PluginError, Registry, chosen_names, is_class_path
 from rnnlab.tasks import TASKS
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -229,6 +229,10 @@ def test_class_path_as_the_cell_name(tmp_path, monkeypatch, restore_registries):
     # the colon form, in a sweep override
     assert chosen_names(["-m", "cell=lstm,pathcells:GainRNN", "task=copy"], "cell") == [
         "lstm", "pathcells:GainRNN"]
+    # Hydra expands glob() itself (it needs its config loader: this raised at import) and
+    # resolves an interpolation (it was imported as a module '${oc')
+    assert chosen_names(["-m", "cell=glob(min*)"], "cell") == []
+    assert not is_class_path("${oc.env:MYCELL,gru}") and is_class_path("pathcells:GainRNN")
     # in the run folder's name the class path's ':' (unsafe in paths) becomes a '.'
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir

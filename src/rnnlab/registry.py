@@ -44,8 +44,9 @@ class PluginError(ImportError):
 
 
 def is_class_path(name: str) -> bool:
-    """``"mypkg.cells.MyCell"`` or ``"mypkg.cells:MyCell"``: a name that is a class path."""
-    return isinstance(name, str) and ("." in name or ":" in name)
+    """``"mypkg.cells.MyCell"`` or ``"mypkg.cells:MyCell"``: a name that is a class path (an
+    interpolation, ``${oc.env:MYCELL,gru}``, is not: Hydra resolves it)."""
+    return isinstance(name, str) and ("." in name or ":" in name) and "${" not in name
 
 
 def import_object(path: str, what: str):
@@ -228,7 +229,10 @@ def chosen_names(overrides: list[str], key: str) -> list[str]:
         except Exception:  # Hydra reports the bad override itself when it composes
             continue
         if override.is_sweep_override():
-            names.extend(str(v) for v in override.sweep_iterator())
+            try:  # glob(...) needs Hydra's config loader: Hydra expands it when it composes
+                names.extend(str(v) for v in override.sweep_iterator())
+            except Exception:
+                continue
         elif override.value() is not None:
             names.append(str(override.value()))
     return names

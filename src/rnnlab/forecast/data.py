@@ -118,6 +118,16 @@ def load_dataset(name: str) -> Series:
 
 
 # ---- checks shared by every loader ------------------------------------------------------------
+def _where(index: pd.Index, at) -> str:
+    """A row of a loaded series for a message: its date (without a midnight time of day), or,
+    for rows in file order, its data row counted from 0 after the header."""
+    if isinstance(index, pd.DatetimeIndex):
+        stamp = pd.Timestamp(at)
+        return str(stamp.date()) if stamp == stamp.normalize() else str(stamp)
+    return f"data row {at} (counting from 0 after the header)"
+
+
+
 def check_columns(frame: pd.DataFrame, columns: Sequence[str], source: str) -> None:
     """Raises naming the first missing column and listing the available ones."""
     available = [str(c) for c in frame.columns]
@@ -141,9 +151,10 @@ def numeric_columns(frame: pd.DataFrame, columns: Sequence[str], source: str) ->
                              f"value(s), e.g. {examples}")
         infinite = np.isinf(values.to_numpy(np.float64))
         if infinite.any():
+            first = _where(frame.index, frame.index[infinite][0])
             raise ValueError(f"column {column!r} in {source} has {int(infinite.sum())} infinite "
-                             f"value(s), the first at {frame.index[infinite][0]}; the values must "
-                             f"be finite (NaN counts as missing: task.missing=...)")
+                             f"value(s), the first at {first}; the values must be finite (NaN "
+                             f"counts as missing: task.missing=...)")
         out[column] = values.astype(np.float64)
     return pd.DataFrame(out, index=frame.index)
 
@@ -157,7 +168,7 @@ def handle_missing(frame: pd.DataFrame, missing: str, source: str) -> pd.DataFra
         return frame
     if missing == "error":
         column = str(counts[counts > 0].index[0])
-        first = frame.index[frame[column].isna().to_numpy()][0]
+        first = _where(frame.index, frame.index[frame[column].isna().to_numpy()][0])
         raise ValueError(f"column {column!r} in {source} has {int(counts[column])} missing "
                          f"(NaN) value(s), the first at {first}; set missing=interpolate or "
                          f"missing=drop (task.missing=...), or clean the data")
