@@ -288,6 +288,7 @@ def test_a_sweep_folder_is_continued_only_by_the_same_grid(tmp_path):
     assert "finished in an earlier run" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow  # two subprocess runs; the parts are unit-tested in CI
 def test_a_forecast_sweep_ranks_jobs_by_validation_mase_in_units(tmp_path):
     """Jobs with other scalers train on other scales (their losses are not comparable); the
     sweep table's metric is each job's validation MASE in the series' units, from its
@@ -317,6 +318,7 @@ def test_a_forecast_sweep_ranks_jobs_by_validation_mase_in_units(tmp_path):
     assert scaled[0] != pytest.approx(scaled[1], rel=0.2)  # the scaled losses differ in scale
 
 
+@pytest.mark.slow  # two subprocess runs; the parts are unit-tested in CI
 def test_a_glob_sweep_and_an_interpolated_cell_name_reach_hydra(tmp_path):
     """-m 'cell=glob(min*)' sweeps the cells whose names match (it failed with a traceback,
     'ConfigLoader is not set', before Hydra started); cell=${oc.env:...} is resolved by Hydra
