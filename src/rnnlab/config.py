@@ -309,7 +309,7 @@ def check_override_keys(args: list[str]) -> str | None:
                 close = difflib.get_close_matches(parts[-1], accepted, n=1)
             return (f"{key}: {head}"
                     + (f"; did you mean {where}.{close[0]}?" if close else "")
-                    + (f"{' A' if close else '; a'}ccepted: {', '.join(accepted)}"
+                    + ((" Accepted: " if close else "; accepted: ") + ", ".join(accepted)
                        if accepted else ""))
         if len(parts) == 2 and chosen.get(parts[0]):
             for name in chosen[parts[0]]:
@@ -318,7 +318,8 @@ def check_override_keys(args: list[str]) -> str | None:
                     close = difflib.get_close_matches(parts[-1], names, n=1)
                     return (f"{key}: {parts[0]} {name!r} has no option {parts[-1]!r}"
                             + (f"; did you mean {parts[0]}.{close[0]}?" if close else "")
-                            + f"{' A' if close else '; a'}ccepted: {', '.join(names)}")
+                            + (" Accepted: " if close else "; accepted: ")
+                            + ", ".join(names))
         values = _values(o, arg)
         if values is None:
             continue
@@ -342,9 +343,8 @@ def check_override_keys(args: list[str]) -> str | None:
 def check_group_choices(args: list[str]) -> str | None:
     """The error for a config group chosen on the command line that has no such option
     (``cell=lstn``, ``task=forcast``, ``optim=adamm``, ``+experiment=nosuch``, a sweep's
-    values too), naming the
-    options and the closest one; None when all exist, or when the command line may bring
-    options of its own (``--config-dir``/``-cd``, ``--config-path``/``-cp``,
+    values too), naming the options and the closest one; None when all exist, or when the
+    command line may bring options of its own (``--config-dir``/``-cd``, ``--config-path``/``-cp``,
     ``hydra.searchpath``). A class path (``cell=mypkg.cells.MyCell``) is left to the plugin
     loader. Writes nothing, composes nothing (Hydra's own message is many lines, exit 1)."""
     import difflib

@@ -675,11 +675,14 @@ def _forecast_lines(forecast: dict) -> list[str]:
     """The test-span metrics in the series' units, model (mean ± std over live seeds) beside
     every baseline, as an aligned table."""
     live = [m for m in forecast.get("per_seed", []) if m]
-    folds = int(forecast.get("folds", 1) or 1)  # per_seed holds folds x seeds
-    seeds = len(live) // folds if len(live) % folds == 0 else None
-    rows = [[f"model ({len(live)} seed{'s' if len(live) != 1 else ''})" if folds == 1 else
-             f"model ({seeds} seed{'s' if seeds != 1 else ''} x {folds} folds)"
-             if seeds is not None else f"model ({len(live)} fold-seed pairs)"]]
+    n, folds = len(live), int(forecast.get("folds", 1) or 1)  # per_seed: folds x seeds
+    if folds == 1:
+        label = f"{n} seed{'s' if n != 1 else ''}"
+    elif n % folds == 0:
+        label = f"{n // folds} seed{'s' if n != folds else ''} x {folds} folds"
+    else:  # diverged seeds in some folds
+        label = f"{n} fold-seed pairs"
+    rows = [[f"model ({label})"]]
     for key, _ in FORECAST_COLUMNS:
         v = np.array([m[key] for m in live if m.get(key) is not None], dtype=np.float64)
         v = v[np.isfinite(v)]

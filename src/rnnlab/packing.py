@@ -258,7 +258,7 @@ def memory_batches(jobs_: list[tuple[DictConfig, Any]]) -> list[list[int]]:
     :func:`rnnlab.train.check_memory`) cut, in order, into programs whose members' training
     state and gradients together fit the devices' memory (one program when they all do, or
     when the memory is unknown); indices into ``jobs_``. Prints a line when it cuts."""
-    from rnnlab.train import device_memory_bytes, state_bytes
+    from rnnlab.train import device_memory_bytes, training_bytes
 
     have = device_memory_bytes()
     if not have:
@@ -266,7 +266,7 @@ def memory_batches(jobs_: list[tuple[DictConfig, Any]]) -> list[list[int]]:
     batches: list[list[int]] = [[]]
     used = 0
     for i, (cfg, trainer) in enumerate(jobs_):
-        need = sum(state_bytes(trainer)) * int(cfg.train.num_seeds)
+        need = training_bytes(trainer, cfg.train.num_seeds)
         if batches[-1] and used + need > have:
             batches.append([])
             used = 0

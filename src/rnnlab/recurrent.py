@@ -583,8 +583,7 @@ class Recurrent(nn.Module):
             # NaN input by a zero gradient (see zero_padding)
             x_BxTxD = zero_padding(x_BxTxD, _mask_TxB(seq_lengths_B, T, B))
             xs, project_step = self.cell.project(params, x_BxTxD), None
-        else:
-            self.cell.check_input(params, x_BxTxD)
+        else:  # the input's width was checked against existing parameters above
             xs, project_step = x_BxTxD, self.cell.project_step
         if resolve_bptt(self.bptt, self.cell) == "fused":
             return fused_scan_driver(self.cell, params, xs, carry, seq_lengths_B,

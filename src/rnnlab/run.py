@@ -153,15 +153,14 @@ def check_printed_config(args: list[str]) -> str | None:
     from rnnlab.config import compose
     from rnnlab.train import validate
 
-    flags = [a for a in args if a.startswith("-")]
-    mode_at = [i for i, a in enumerate(args) if a.split("=", 1)[0] in ("--cfg", "-c")]
-    if len(mode_at) != 1 or len(flags) != 1:
+    flags = [i for i, a in enumerate(args) if a.startswith("-")]
+    if len(flags) != 1 or args[flags[0]].split("=", 1)[0] not in ("--cfg", "-c"):
         return None
-    i = mode_at[0]
-    value = args[i].split("=", 1)[1] if "=" in args[i] else (args[i + 1] if i + 1 < len(args)
-                                                               else None)
-    overrides = [a for j, a in enumerate(args) if j != i and not (j == i + 1 and "=" not in
-                                                                 args[i] and a == value)]
+    i = flags[0]
+    _, eq, value = args[i].partition("=")
+    if not eq:  # --cfg job: the value is the next argument
+        value = args[i + 1] if i + 1 < len(args) else ""
+    overrides = args[:i] + args[i + (1 if eq else 2):]
     if value not in ("job", "all") or any("=" not in a or a.startswith(("hydra.", "hydra/"))
                                           for a in overrides):
         return None

@@ -560,9 +560,13 @@ def seed_keys(cfg) -> jax.Array:
     return jax.vmap(jax.random.key)(seeds)
 
 
+def _state_shapes(trainer: Trainer):
+    """The training state of one seed as shapes (nothing is allocated)."""
+    return jax.eval_shape(trainer.init, jax.random.key(0))
+
+
 def param_count(trainer: Trainer) -> int:
-    shapes = jax.eval_shape(trainer.init, jax.random.key(0))
-    return count_params(shapes.params)
+    return count_params(_state_shapes(trainer).params)
 
 
 def _nbytes(tree) -> int:
@@ -575,8 +579,15 @@ def state_bytes(trainer: Trainer) -> tuple[int, int]:
     """``(training state, parameters)`` of one seed, in bytes, from shapes alone (nothing is
     allocated): the state is the parameters, the optimizer's state (Adam: two moments of the
     parameters' size) and the counters."""
-    shapes = jax.eval_shape(trainer.init, jax.random.key(0))
+    shapes = _state_shapes(trainer)
     return _nbytes(shapes), _nbytes(shapes.params)
+
+
+def training_bytes(trainer: Trainer, num_seeds: int) -> int:
+    """The training state and the gradients (the parameters' size) of ``num_seeds`` seeds, in
+    bytes: a lower bound of a run's memory (the activations saved for BPTT come on top)."""
+    state, params = state_bytes(trainer)
+    return (state + params) * int(num_seeds)
 
 
 def device_memory_bytes() -> int | None:
@@ -593,18 +604,16 @@ def device_memory_bytes() -> int | None:
 
 
 def check_memory(trainer: Trainer, num_seeds: int) -> None:
-    """Refuses a run whose training state and gradients alone (:func:`state_bytes`, the
-    gradients the parameters' size), for every seed, exceed the devices' memory
-    (:func:`device_memory_bytes`): it could only fail when the state is allocated, after the
-    run folder is written. A lower bound: the activations saved for BPTT come on top.
+    """Refuses a run whose training state and gradients alone (:func:`training_bytes`), for
+    every seed, exceed the devices' memory (:func:`device_memory_bytes`): it could only fail
+    when the state is allocated, after the run folder is written.
 
     Raises:
       ConfigError: naming the widths, the parameter count, the bytes needed and held."""
     have = device_memory_bytes()
     if not have:
         return
-    state, params = state_bytes(trainer)
-    need = (state + params) * int(num_seeds)
+    need = training_bytes(trainer, num_seeds)
     if need > have:
         widths = [c.hidden_size for c in trainer.model.cells]
         gib = 2.0 ** 30

@@ -127,6 +127,12 @@ def _where(index: pd.Index, at) -> str:
     return f"data row {at} (counting from 0 after the header)"
 
 
+def check_unique(features: Sequence[str], what: str = "features") -> None:
+    """Raises when a column is listed twice (``what`` names the list in the message)."""
+    twice = [f for f in dict.fromkeys(features) if list(features).count(f) > 1]
+    if twice:
+        raise ValueError(f"{what} lists {twice[0]!r} more than once: {list(features)}")
+
 
 def check_columns(frame: pd.DataFrame, columns: Sequence[str], source: str) -> None:
     """Raises naming the first missing column and listing the available ones."""
@@ -196,7 +202,6 @@ def _times(column: pd.Series, name: str, path: Path) -> pd.Series:
     return pd.to_datetime(column.astype(np.int64).astype(str), format="%Y")
 
 
-
 def load_csv(path: str | Path, target: str, features: Sequence[str] | None = None,
              time_column: str | None = None, *, missing: str = "error",
              frequency: str | None = None, season_length: int = 1) -> Series:
@@ -228,9 +233,7 @@ def load_csv(path: str | Path, target: str, features: Sequence[str] | None = Non
     if raw.empty:
         raise ValueError(f"CSV file {path} has a header but no data rows")
     features = tuple(features) if features is not None else (target,)
-    twice = [f for f in dict.fromkeys(features) if features.count(f) > 1]
-    if twice:
-        raise ValueError(f"features lists {twice[0]!r} more than once: {list(features)}")
+    check_unique(features)
     columns = [target, *features]
     check_columns(raw, [*columns, *([time_column] if time_column else [])], str(path))
     if time_column is not None:

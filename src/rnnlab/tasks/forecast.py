@@ -43,7 +43,7 @@ import pandas as pd
 
 from rnnlab.forecast import baselines as baselines_lib
 from rnnlab.forecast.baselines import naive
-from rnnlab.forecast.data import MISSING_OPTIONS, load_csv, load_dataset
+from rnnlab.forecast.data import MISSING_OPTIONS, check_unique, load_csv, load_dataset
 from rnnlab.forecast.evaluation import combine_folds, summary_lines
 from rnnlab.forecast.metrics import forecast_metrics
 from rnnlab.forecast.plots import SERIES_KEY, series_record
@@ -104,10 +104,7 @@ class ForecastTask(Task):
     def __post_init__(self):
         if self.features is not None:
             object.__setattr__(self, "features", tuple(self.features))  # hashable
-            twice = [f for f in dict.fromkeys(self.features) if self.features.count(f) > 1]
-            if twice:
-                raise ValueError(f"forecast task: features lists {twice[0]!r} more than once: "
-                                 f"{list(self.features)}")
+            check_unique(self.features, "forecast task: features")
         for name, accepted in (("scaler", SCALERS), ("transform", TRANSFORMS),
                                ("missing", MISSING_OPTIONS)):
             if getattr(self, name) not in accepted:
@@ -269,9 +266,7 @@ class ForecastTask(Task):
         every validation window, scored in the series' own units (``evaluate_forecasts``;
         MASE scaled by the training span's in-sample seasonal naive MAE). ``[S]`` arrays, NaN
         for a diverged seed."""
-        batch = self.eval_batch(None)
-        pred_SxNxH = np.asarray(jax.jit(jax.vmap(
-            lambda params: trainer.apply(params, batch)))(state.params))
+        pred_SxNxH = _predict(trainer, state, self.eval_batch(None))
         names = ("rmse", "mae", "mase", "smape")
         out = {f"val_{n}": np.full(len(pred_SxNxH), np.nan) for n in names}
         for i, (pred, ok) in enumerate(zip(pred_SxNxH, np.asarray(alive, bool), strict=True)):
@@ -320,9 +315,7 @@ class ForecastTask(Task):
 
     def _fold_report(self, trainer, state, alive) -> dict[str, Any]:
         data = self._data
-        batch = self.test_batch()
-        pred_SxNxH = np.asarray(jax.jit(jax.vmap(
-            lambda params: trainer.apply(params, batch)))(state.params))
+        pred_SxNxH = _predict(trainer, state, self.test_batch())
         alive = np.asarray(alive, dtype=bool)
         per_seed = [self.evaluate_forecasts(pred, "test") if ok else None
                     for pred, ok in zip(pred_SxNxH, alive, strict=True)]
@@ -357,3 +350,10 @@ class ForecastTask(Task):
                 "features": list(data.features), "season_length": data.season_length,
                 "rows": int(data.levels_TxC.shape[0]), "folds": data.folds, "fold": data.fold,
                 **{f"windows/{s}": data.num_windows(s) for s in ("train", "val", "test")}}
+
+
+def _predict(trainer, state, batch) -> np.ndarray:
+    """Every seed's forecasts of ``batch``'s windows, ``[S, N, H]`` in the model's space
+    (``state`` vmapped over seeds)."""
+    return np.asarray(jax.jit(jax.vmap(lambda params: trainer.apply(params, batch)))(
+        state.params))
